@@ -1,0 +1,43 @@
+# depman: the two set-up commands are `make dev` and `make test` (see README).
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+# Heavy builds live outside the checkout, so a fresh clone reuses them.
+export CARGO_TARGET_DIR ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/depman/target
+
+ENV_FILE := .devenv/env.sh
+WITH_ENV := set -a && . ./$(ENV_FILE) && set +a &&
+
+.PHONY: help env env-down env-status dev test build build-tests lint fmt
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+env: ## build what is missing and start PostgreSQL, NATS JetStream and Kubernetes
+	@scripts/env/main.sh up
+
+env-down: ## stop the local environment (data is kept)
+	@scripts/env/main.sh down
+
+env-status: ## say what runs where
+	@scripts/env/main.sh status
+
+dev: env ## run depman against the local environment
+	@$(WITH_ENV) cargo run --locked --bin depman -- all
+
+test: env ## run every test against the local environment
+	@$(WITH_ENV) cargo test --locked --workspace
+
+build: ## build the depman binary
+	cargo build --locked --release --bin depman
+
+build-tests: ## compile everything the tests need, without running them
+	cargo test --locked --workspace --no-run
+
+lint: ## formatting and clippy, as CI checks them
+	cargo fmt --all -- --check
+	cargo clippy --locked --workspace --all-targets -- -D warnings
+
+fmt: ## format the code
+	cargo fmt --all

@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# The local environment: `up` builds what is missing and starts PostgreSQL,
+# NATS with JetStream and the Kubernetes control plane; `down` stops them;
+# `status` says what runs where. See docs/setup.md.
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=/dev/null
+for part in lib tools postgres nats kube; do source "$here/$part.sh"; done
+
+write_env_file() {
+  mkdir -p "$DEVENV_DIR"
+  cat >"$DEVENV_DIR/env.sh" <<ENV
+# Written by \`make env\`: the local environment of depman. Source it.
+export DATABASE_URL=$(postgres_url)
+export NATS_URL=$(nats_url)
+export KUBECONFIG=$KUBE_KUBECONFIG
+export PATH="$(tool_dir k8s "$KUBE_VERSION"):$(tool_dir nats "$NATS_SERVER_VERSION"):\$PATH"
+ENV
+}
+
+up() {
+  local started=$SECONDS
+  require_command curl "install curl (apt-get install -y curl)"
+  require_command ss "install iproute2 (apt-get install -y iproute2)"
+  mkdir -p "$DEPMAN_STATE"
+  build_all_tools
+  postgres_up
+  nats_up
+  kube_up
+  write_env_file
+  say "environment up in $((SECONDS - started)) s; load it with: . .devenv/env.sh"
+}
+
+down() {
+  kube_down
+  nats_down
+  postgres_down
+}
+
+status() {
+  postgres_status
+  nats_status
+  kube_status
+  [[ -f $DEVENV_DIR/env.sh ]] && echo "env file   $DEVENV_DIR/env.sh"
+  return 0
+}
+
+case ${1:-} in
+  up) up ;;
+  down) down ;;
+  status) status ;;
+  *) echo "usage: $0 up|down|status" >&2; exit 2 ;;
+esac
