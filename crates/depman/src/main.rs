@@ -1,24 +1,42 @@
-//! `depman`: one binary, one subcommand per role.
-//!
-//! The roles (`api`, `worker`, `watcher`, `all`, `migrate`) arrive with their
-//! issues; until then the binary only says so, so that `make dev` has a
-//! target to run and a newcomer learns where the project stands.
+//! `depman <role>`: parses the command line and runs the role.
 
 use std::process::ExitCode;
 
-fn main() -> ExitCode {
-    let version = env!("CARGO_PKG_VERSION");
-    match std::env::args().nth(1).as_deref() {
-        Some("--version" | "-V") => {
-            println!("depman {version}");
-            ExitCode::SUCCESS
+use clap::Parser;
+use depman::{
+    api::Api,
+    db,
+    settings::{Cli, Command},
+    shutdown, telemetry,
+};
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    telemetry::init();
+    match run(cli.command).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!(error = ?error, "depman stopped on an error");
+            ExitCode::FAILURE
         }
-        _ => {
-            eprintln!(
-                "depman {version}: the api, worker and watcher roles are not built yet; \
-                 `make env` runs the local environment they will use"
-            );
-            ExitCode::from(2)
+    }
+}
+
+async fn run(command: Command) -> anyhow::Result<()> {
+    match command {
+        // The worker and the watcher join `all` in their issues.
+        Command::Api(settings) | Command::All(settings) => {
+            Api::build(&settings)
+                .await?
+                .run_until_stopped(shutdown::signal_received())
+                .await
+        }
+        Command::Migrate(settings) => {
+            let pool = db::pool(&settings)?;
+            db::migrate(&pool, std::time::Duration::from_secs(60)).await?;
+            tracing::info!("migrations applied");
+            Ok(())
         }
     }
 }

@@ -1,0 +1,286 @@
+//! Accepting a request: one transaction records it, reserves or advances its
+//! deployment (numbering the request among that deployment's requests) and
+//! writes the outbox row that gets it carried out.
+
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use crate::{
+    domain::{
+        FieldError,
+        spec::{DeploymentInput, DeploymentSpec, merge_patch},
+        status::RequestType,
+    },
+    store::{
+        deployments, outbox,
+        requests::{self, DeploymentRequest, NewRequest},
+    },
+};
+
+/// What a PATCH body may change.
+pub const UPDATABLE_FIELDS: [&str; 9] = [
+    "image",
+    "replicas",
+    "env",
+    "ports",
+    "resources",
+    "labels",
+    "annotations",
+    "command",
+    "args",
+];
+const FIXED_FIELDS: [&str; 3] = ["name", "namespace", "identifier"];
+
+#[derive(Debug)]
+pub enum Accepted {
+    New(DeploymentRequest),
+    /// The key was used before for the same request: the original, as it is now.
+    Replayed(DeploymentRequest),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AcceptError {
+    #[error("the input is not valid")]
+    Invalid(Vec<FieldError>),
+    #[error("the idempotency key was used for a different request")]
+    KeyReused(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+}
+
+/// Who asks, and with which idempotency key.
+#[derive(Debug, Clone, Copy)]
+pub struct Asker<'a> {
+    pub user_id: Uuid,
+    pub key: &'a str,
+}
+
+pub async fn create(
+    pool: &PgPool,
+    asker: Asker<'_>,
+    input: DeploymentInput,
+) -> Result<Accepted, AcceptError> {
+    let fingerprint = fingerprint("CREATE", &serde_json::to_value(&input).unwrap_or_default());
+    let spec = input
+        .validate(generated_identifier)
+        .map_err(AcceptError::Invalid)?;
+    let mut tx = pool.begin().await?;
+    if let Some(earlier) = requests::find_by_key(&mut *tx, asker.user_id, asker.key).await? {
+        return replay(earlier, &fingerprint);
+    }
+    let Some(sequence) = deployments::reserve(&mut tx, asker.user_id, &spec).await? else {
+        drop(tx);
+        // A concurrent request with the same key may have reserved it.
+        return replay_or(pool, asker, &fingerprint, || {
+            AcceptError::Conflict(format!("identifier `{}` is already taken", spec.identifier))
+        })
+        .await;
+    };
+    let new = NewRequest {
+        key: asker.key,
+        user_id: asker.user_id,
+        request_type: RequestType::Create,
+        spec: &spec,
+        sequence,
+        fingerprint: &fingerprint,
+    };
+    record(tx, pool, asker, new).await
+}
+
+/// An UPDATE of the deployment that request `target` belongs to: `patch` is
+/// merged into its desired spec (RFC 7386: objects merge, `null` removes).
+pub async fn update(
+    pool: &PgPool,
+    asker: Asker<'_>,
+    target: Uuid,
+    patch: Map<String, Value>,
+) -> Result<Accepted, AcceptError> {
+    check_patch_fields(&patch).map_err(AcceptError::Invalid)?;
+    let patch = Value::Object(patch);
+    let fingerprint = fingerprint(&format!("UPDATE {target}"), &patch);
+    change(
+        pool,
+        asker,
+        target,
+        RequestType::Update,
+        &fingerprint,
+        |current| {
+            let mut merged = serde_json::to_value(current).unwrap_or_default();
+            merge_patch(&mut merged, &patch);
+            let input: DeploymentInput =
+                serde_path_to_error::deserialize(merged).map_err(|error| {
+                    vec![FieldError::new(
+                        error.path().to_string(),
+                        error.inner().to_string(),
+                    )]
+                })?;
+            input.validate(|_| current.identifier.clone())
+        },
+    )
+    .await
+}
+
+/// A DELETE of the deployment that request `target` belongs to.
+pub async fn delete(
+    pool: &PgPool,
+    asker: Asker<'_>,
+    target: Uuid,
+) -> Result<Accepted, AcceptError> {
+    let fingerprint = fingerprint(&format!("DELETE {target}"), &Value::Null);
+    change(
+        pool,
+        asker,
+        target,
+        RequestType::Delete,
+        &fingerprint,
+        |current| Ok(current.clone()),
+    )
+    .await
+}
+
+/// An UPDATE or DELETE: locks the deployment, checks it can still change,
+/// and records the request with the spec `next` makes of the current one.
+async fn change(
+    pool: &PgPool,
+    asker: Asker<'_>,
+    target: Uuid,
+    request_type: RequestType,
+    fingerprint: &str,
+    next: impl FnOnce(&DeploymentSpec) -> Result<DeploymentSpec, Vec<FieldError>>,
+) -> Result<Accepted, AcceptError> {
+    let mut tx = pool.begin().await?;
+    if let Some(earlier) = requests::find_by_key(&mut *tx, asker.user_id, asker.key).await? {
+        return replay(earlier, fingerprint);
+    }
+    let not_found = || AcceptError::NotFound(format!("request {target} not found"));
+    let identifier = requests::find(&mut *tx, asker.user_id, target)
+        .await?
+        .ok_or_else(not_found)?
+        .identifier;
+    let current = deployments::lock(&mut tx, asker.user_id, &identifier)
+        .await?
+        .ok_or_else(not_found)?;
+    if current.status.is_gone() {
+        return Err(AcceptError::Conflict(format!(
+            "deployment `{identifier}` is {:?}: there is nothing to change",
+            current.status
+        )));
+    }
+    if requests::delete_pending(&mut tx, &identifier).await? {
+        return Err(AcceptError::Conflict(format!(
+            "deployment `{identifier}` is being deleted"
+        )));
+    }
+    let spec = next(&current.spec).map_err(AcceptError::Invalid)?;
+    let updating = request_type == RequestType::Update;
+    let sequence = deployments::advance(&mut tx, &identifier, &spec, updating).await?;
+    let new = NewRequest {
+        key: asker.key,
+        user_id: asker.user_id,
+        request_type,
+        spec: &spec,
+        sequence,
+        fingerprint,
+    };
+    record(tx, pool, asker, new).await
+}
+
+/// Inserts the request and its outbox row, and commits. When a concurrent
+/// request with the same key committed first, this one is rolled back and
+/// answered as a replay of that one.
+async fn record(
+    mut tx: sqlx::Transaction<'_, sqlx::Postgres>,
+    pool: &PgPool,
+    asker: Asker<'_>,
+    new: NewRequest<'_>,
+) -> Result<Accepted, AcceptError> {
+    let fingerprint = new.fingerprint.to_owned();
+    let Some(request) = requests::insert(&mut tx, new).await? else {
+        drop(tx);
+        return replay_or(pool, asker, &fingerprint, || {
+            AcceptError::Conflict("a concurrent request with this key failed".into())
+        })
+        .await;
+    };
+    outbox::enqueue(&mut tx, request.id).await?;
+    tx.commit().await?;
+    Ok(Accepted::New(request))
+}
+
+async fn replay_or(
+    pool: &PgPool,
+    asker: Asker<'_>,
+    fingerprint: &str,
+    otherwise: impl FnOnce() -> AcceptError,
+) -> Result<Accepted, AcceptError> {
+    match requests::find_by_key(pool, asker.user_id, asker.key).await? {
+        Some(earlier) => replay(earlier, fingerprint),
+        None => Err(otherwise()),
+    }
+}
+
+fn replay(earlier: DeploymentRequest, fingerprint: &str) -> Result<Accepted, AcceptError> {
+    if earlier.fingerprint == fingerprint {
+        Ok(Accepted::Replayed(earlier))
+    } else {
+        Err(AcceptError::KeyReused(earlier.request_id))
+    }
+}
+
+/// What a key was used for: the operation, its target and its body.
+fn fingerprint(operation: &str, body: &Value) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(operation.as_bytes());
+    hasher.update(b"\n");
+    // serde_json's maps are sorted, so equal bodies hash equal whatever
+    // order their keys came in.
+    hasher.update(body.to_string().as_bytes());
+    format!("{:x}", hasher.finalize())
+}
+
+fn check_patch_fields(patch: &Map<String, Value>) -> Result<(), Vec<FieldError>> {
+    let errors: Vec<FieldError> = patch
+        .keys()
+        .filter_map(|key| {
+            if FIXED_FIELDS.contains(&key.as_str()) {
+                Some(FieldError::new(
+                    key,
+                    "cannot be changed: create a new deployment instead",
+                ))
+            } else if !UPDATABLE_FIELDS.contains(&key.as_str()) {
+                Some(FieldError::new(
+                    key,
+                    format!(
+                        "unknown field, expected one of {}",
+                        UPDATABLE_FIELDS.join(", ")
+                    ),
+                ))
+            } else {
+                None
+            }
+        })
+        .collect();
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors)
+    }
+}
+
+/// `name` and five random lowercase alphanumerics, as Kubernetes'
+/// `generateName` does.
+fn generated_identifier(name: &str) -> String {
+    use rand::Rng;
+    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+    let mut rng = rand::rng();
+    let suffix: String = (0..5)
+        .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
+        .collect();
+    format!("{name}-{suffix}")
+}

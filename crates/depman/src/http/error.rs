@@ -1,0 +1,172 @@
+//! The one error type of the HTTP API, and its mapping to status codes and
+//! RFC 9457 problem details: every error a handler returns goes through here.
+
+use axum::{
+    Json,
+    http::{StatusCode, header},
+    response::{IntoResponse, Response},
+};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::{accept::AcceptError, domain::FieldError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("{0}")]
+    MalformedBody(String),
+    #[error("the body must be JSON (Content-Type: application/json)")]
+    UnsupportedMediaType,
+    #[error("the body is larger than 64 KiB")]
+    PayloadTooLarge,
+    #[error("the input is not valid")]
+    Invalid(Vec<FieldError>),
+    #[error("X-Request-ID `{0}` was already used for a different request")]
+    KeyReused(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    MethodNotAllowed(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{dependency} is unavailable")]
+    Unavailable {
+        dependency: &'static str,
+        #[source]
+        source: anyhow::Error,
+    },
+    #[error("not ready: {} unavailable", .0.join(", "))]
+    NotReady(Vec<&'static str>),
+    #[error("unexpected error")]
+    Unexpected(#[from] anyhow::Error),
+}
+
+impl ApiError {
+    pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::Invalid(vec![FieldError::new(field, message)])
+    }
+
+    /// The status and the stable, machine-readable code of each error.
+    fn status_and_code(&self) -> (StatusCode, &'static str) {
+        match self {
+            Self::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            Self::MalformedBody(_) => (StatusCode::BAD_REQUEST, "malformed-body"),
+            Self::UnsupportedMediaType => {
+                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported-media-type")
+            }
+            Self::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload-too-large"),
+            Self::Invalid(_) => (StatusCode::UNPROCESSABLE_ENTITY, "validation-failed"),
+            Self::KeyReused(_) => (StatusCode::UNPROCESSABLE_ENTITY, "idempotency-key-reused"),
+            Self::NotFound(_) => (StatusCode::NOT_FOUND, "not-found"),
+            Self::MethodNotAllowed(_) => (StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed"),
+            Self::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            Self::Unavailable { .. } | Self::NotReady(_) => {
+                (StatusCode::SERVICE_UNAVAILABLE, "dependency-unavailable")
+            }
+            Self::Unexpected(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal-error"),
+        }
+    }
+}
+
+/// An RFC 9457 problem details document.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Problem {
+    /// `urn:depman:problem:<code>`; the codes are listed in docs/api.md.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub title: String,
+    pub status: u16,
+    pub detail: String,
+    /// The stable code of this kind of problem.
+    pub code: &'static str,
+    /// For validation problems: each offending field and what is wrong with it.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<FieldError>,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code) = self.status_and_code();
+        match &self {
+            // The cause chain goes to the log, never into the body.
+            Self::Unexpected(cause) => tracing::error!(error = ?cause, "request failed"),
+            Self::Unavailable { dependency, source } => {
+                tracing::warn!(dependency, error = ?source, "dependency unavailable")
+            }
+            _ => {}
+        }
+        let detail = match &self {
+            Self::Invalid(errors) => errors
+                .iter()
+                .map(|e| format!("{}: {}", e.field, e.message))
+                .collect::<Vec<_>>()
+                .join("; "),
+            other => other.to_string(),
+        };
+        let errors = match self {
+            Self::Invalid(errors) => errors,
+            _ => Vec::new(),
+        };
+        let problem = Problem {
+            kind: format!("urn:depman:problem:{code}"),
+            title: status.canonical_reason().unwrap_or("Error").to_owned(),
+            status: status.as_u16(),
+            detail,
+            code,
+            errors,
+        };
+        let mut response = (status, Json(problem)).into_response();
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            header::HeaderValue::from_static("application/problem+json"),
+        );
+        response
+    }
+}
+
+impl From<AcceptError> for ApiError {
+    fn from(error: AcceptError) -> Self {
+        match error {
+            AcceptError::Invalid(errors) => Self::Invalid(errors),
+            AcceptError::KeyReused(key) => Self::KeyReused(key),
+            AcceptError::NotFound(message) => Self::NotFound(message),
+            AcceptError::Conflict(message) => Self::Conflict(message),
+            AcceptError::Database(error) => error.into(),
+        }
+    }
+}
+
+/// Database errors: an outage is a 503 naming PostgreSQL, anything else is
+/// unexpected.
+impl From<sqlx::Error> for ApiError {
+    fn from(error: sqlx::Error) -> Self {
+        if is_outage(&error) {
+            Self::Unavailable {
+                dependency: "postgres",
+                source: error.into(),
+            }
+        } else {
+            Self::Unexpected(error.into())
+        }
+    }
+}
+
+/// True for errors that mean PostgreSQL cannot be reached or is going away,
+/// as opposed to a query it refused.
+pub fn is_outage(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed
+        | sqlx::Error::Protocol(_) => true,
+        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+            // 08: connection exception; 57P01-57P03: shutdown, crash, starting up.
+            code.starts_with("08") || matches!(code.as_ref(), "57P01" | "57P02" | "57P03")
+        }),
+        _ => false,
+    }
+}

@@ -1,0 +1,89 @@
+//! The HTTP API: its state, and the router assembled in one place from the
+//! route modules, so that the OpenAPI document and the routes come from the
+//! same registrations and cannot drift.
+
+pub mod deployments;
+pub mod error;
+pub mod extract;
+pub mod health;
+pub mod metrics;
+pub mod requests;
+pub mod trace;
+
+use std::time::Duration;
+
+use axum::{Router, extract::DefaultBodyLimit, middleware};
+use sqlx::PgPool;
+use utoipa::OpenApi;
+use utoipa_axum::{router::OpenApiRouter, routes};
+use utoipa_swagger_ui::SwaggerUi;
+
+use crate::store::users::Users;
+use error::ApiError;
+
+/// Bodies above this are refused with 413.
+pub const BODY_LIMIT: usize = 64 * 1024;
+
+/// What every handler may use; cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub pool: PgPool,
+    pub nats: async_nats::Client,
+    pub users: Users,
+    pub metrics: metrics::Metrics,
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "depman",
+        description = "Create, update and delete Kubernetes Deployments, asynchronously. \
+                       Every /api/v1 route but /api/v1/ping needs X-User-ID.",
+    ),
+    tags(
+        (name = "requests", description = "What users ask for: CREATE, UPDATE and DELETE requests"),
+        (name = "deployments", description = "The deployments those requests manage, with their live state"),
+        (name = "operations", description = "Liveness, readiness and metrics"),
+    )
+)]
+struct ApiDoc;
+
+/// The whole application: API routes, OpenAPI document, Swagger UI, and the
+/// layers every request passes through.
+pub fn router(state: AppState) -> Router {
+    let (api, openapi) = api_routes().split_for_parts();
+    let metrics = state.metrics.clone();
+    api.merge(SwaggerUi::new("/swagger").url("/api-docs/openapi.json", openapi))
+        .method_not_allowed_fallback(|| async {
+            ApiError::MethodNotAllowed("this route does not take that method".into())
+        })
+        .fallback(|| async { ApiError::NotFound("no such route".into()) })
+        .layer(middleware::from_fn_with_state(metrics, metrics::track))
+        .layer(trace::layer())
+        .layer(middleware::from_fn(trace::ensure_request_id))
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            Duration::from_secs(30),
+        ))
+        .with_state(state)
+}
+
+/// Every documented route: `routes!` registers a handler with the router and
+/// its `#[utoipa::path]` with the document at once.
+pub fn api_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(requests::create))
+        .routes(routes!(requests::list))
+        .routes(routes!(requests::get, requests::update, requests::delete))
+        .routes(routes!(deployments::list))
+        .routes(routes!(deployments::get))
+        .routes(routes!(health::ping))
+        .routes(routes!(health::ready))
+        .routes(routes!(metrics::render))
+}
+
+/// The OpenAPI document, as served at `/api-docs/openapi.json`.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    api_routes().into_openapi()
+}

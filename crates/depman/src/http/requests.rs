@@ -1,0 +1,239 @@
+//! `/api/v1/deployments/requests`: record CREATE, UPDATE and DELETE requests,
+//! and read them back.
+
+use axum::{
+    Json,
+    extract::{Path, State},
+    http::{HeaderName, HeaderValue, StatusCode, header},
+    response::{IntoResponse, Response},
+};
+use serde::Deserialize;
+use serde_json::{Map, Value};
+use utoipa::IntoParams;
+use uuid::Uuid;
+
+use super::{
+    AppState,
+    error::{ApiError, Problem},
+    extract::{Caller, IdempotencyKey, JsonBody, QueryParams},
+};
+use crate::{
+    accept::{self, Accepted, Asker},
+    domain::{
+        spec::DeploymentInput,
+        status::{RequestStatus, RequestType},
+    },
+    store::{
+        paging::{Cursor, Page},
+        requests::{self, DeploymentRequest, Filter},
+    },
+};
+
+/// Record a CREATE: the deployment is created asynchronously.
+#[utoipa::path(
+    post,
+    path = "/api/v1/deployments/requests/create",
+    tag = "requests",
+    params(Headers),
+    request_body = DeploymentInput,
+    responses(
+        (status = 202, description = "Accepted; `Location` names the new request", body = DeploymentRequest),
+        (status = 200, description = "Replay of an earlier request with the same X-Request-ID and body (`Idempotent-Replayed: true`)", body = DeploymentRequest),
+        (status = 400, description = "The body is not a JSON object", body = Problem),
+        (status = 401, description = "X-User-ID missing or malformed", body = Problem),
+        (status = 409, description = "The identifier is taken", body = Problem),
+        (status = 413, description = "The body is over 64 KiB", body = Problem),
+        (status = 415, description = "The body is not JSON", body = Problem),
+        (status = 422, description = "A field is invalid, or X-Request-ID was used for another request", body = Problem),
+        (status = 503, description = "PostgreSQL is unavailable", body = Problem),
+    )
+)]
+pub async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    key: IdempotencyKey,
+    JsonBody(input): JsonBody<DeploymentInput>,
+) -> Result<Response, ApiError> {
+    let accepted = accept::create(&state.pool, asker(&caller, &key), input).await?;
+    Ok(respond(accepted))
+}
+
+/// Record an UPDATE of the deployment that request `id` belongs to. The body
+/// is merged into the deployment's desired spec (RFC 7386 merge patch).
+#[utoipa::path(
+    patch,
+    path = "/api/v1/deployments/requests/{id}",
+    tag = "requests",
+    params(("id" = Uuid, Path, description = "Any request of the deployment"), Headers),
+    request_body(content = Object, description = "Any of image, replicas, env, ports, resources, labels, annotations, command, args"),
+    responses(
+        (status = 202, description = "Accepted; the new request carries the full merged spec", body = DeploymentRequest),
+        (status = 200, description = "Replay of an earlier request", body = DeploymentRequest),
+        (status = 404, description = "No such request for this user", body = Problem),
+        (status = 409, description = "The deployment is deleted or being deleted", body = Problem),
+        (status = 422, description = "A field is invalid or cannot change", body = Problem),
+    )
+)]
+pub async fn update(
+    State(state): State<AppState>,
+    caller: Caller,
+    key: IdempotencyKey,
+    Path(id): Path<Uuid>,
+    JsonBody(patch): JsonBody<Map<String, Value>>,
+) -> Result<Response, ApiError> {
+    let accepted = accept::update(&state.pool, asker(&caller, &key), id, patch).await?;
+    Ok(respond(accepted))
+}
+
+/// Record a DELETE of the deployment that request `id` belongs to.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/deployments/requests/{id}",
+    tag = "requests",
+    params(("id" = Uuid, Path, description = "Any request of the deployment"), Headers),
+    responses(
+        (status = 202, description = "Accepted", body = DeploymentRequest),
+        (status = 200, description = "Replay of an earlier request", body = DeploymentRequest),
+        (status = 404, description = "No such request for this user", body = Problem),
+        (status = 409, description = "The deployment is already deleted or being deleted", body = Problem),
+    )
+)]
+pub async fn delete(
+    State(state): State<AppState>,
+    caller: Caller,
+    key: IdempotencyKey,
+    Path(id): Path<Uuid>,
+) -> Result<Response, ApiError> {
+    let accepted = accept::delete(&state.pool, asker(&caller, &key), id).await?;
+    Ok(respond(accepted))
+}
+
+/// One request of the caller's.
+#[utoipa::path(
+    get,
+    path = "/api/v1/deployments/requests/{id}",
+    tag = "requests",
+    params(("id" = Uuid, Path), Headers),
+    responses(
+        (status = 200, body = DeploymentRequest),
+        (status = 404, description = "No such request for this user", body = Problem),
+    )
+)]
+pub async fn get(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<Uuid>,
+) -> Result<Json<DeploymentRequest>, ApiError> {
+    requests::find(&state.pool, caller.id, id)
+        .await?
+        .map(Json)
+        .ok_or_else(|| ApiError::NotFound(format!("request {id} not found")))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ListRequests {
+    pub status: Option<RequestStatus>,
+    pub request_type: Option<RequestType>,
+    pub identifier: Option<String>,
+    pub namespace: Option<String>,
+    /// 1 to 500; default 50.
+    pub limit: Option<i64>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+/// The caller's requests, newest first.
+#[utoipa::path(
+    get,
+    path = "/api/v1/deployments/requests",
+    tag = "requests",
+    params(ListRequests, Headers),
+    responses(
+        (status = 200, body = Page<DeploymentRequest>),
+        (status = 422, description = "A parameter is invalid", body = Problem),
+    )
+)]
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    QueryParams(query): QueryParams<ListRequests>,
+) -> Result<Json<Page<DeploymentRequest>>, ApiError> {
+    let (limit, cursor) = paging(query.limit, query.cursor.as_deref())?;
+    let filter = Filter {
+        status: query.status,
+        request_type: query.request_type,
+        identifier: query.identifier,
+        namespace: query.namespace,
+    };
+    let page = requests::list(&state.pool, caller.id, &filter, cursor.as_ref(), limit).await?;
+    Ok(Json(page))
+}
+
+/// The headers of the API, for the document.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Header)]
+#[allow(dead_code)]
+struct Headers {
+    /// The caller: 1 to 128 characters of `A-Za-z0-9._@-`.
+    #[param(rename = "X-User-ID")]
+    user: String,
+    /// Idempotency key of a mutating request (same alphabet); made up when absent.
+    #[param(rename = "X-Request-ID")]
+    request: Option<String>,
+}
+
+pub const DEFAULT_LIMIT: i64 = 50;
+pub const MAX_LIMIT: i64 = 500;
+
+/// Checks `limit` and decodes `cursor`, naming the one that is wrong.
+pub fn paging(limit: Option<i64>, cursor: Option<&str>) -> Result<(i64, Option<Cursor>), ApiError> {
+    let limit = limit.unwrap_or(DEFAULT_LIMIT);
+    if !(1..=MAX_LIMIT).contains(&limit) {
+        return Err(ApiError::invalid(
+            "limit",
+            format!("must be between 1 and {MAX_LIMIT}"),
+        ));
+    }
+    let cursor = cursor
+        .map(|token| {
+            Cursor::decode(token)
+                .ok_or_else(|| ApiError::invalid("cursor", "is not a cursor this API returned"))
+        })
+        .transpose()?;
+    Ok((limit, cursor))
+}
+
+fn asker<'a>(caller: &Caller, key: &'a IdempotencyKey) -> Asker<'a> {
+    Asker {
+        user_id: caller.id,
+        key: &key.0,
+    }
+}
+
+const REPLAYED: HeaderName = HeaderName::from_static("idempotent-replayed");
+
+/// 202 with `Location` for a new request; 200 and `Idempotent-Replayed` for
+/// a replay.
+fn respond(accepted: Accepted) -> Response {
+    match accepted {
+        Accepted::New(request) => {
+            let location = format!("/api/v1/deployments/requests/{}", request.id);
+            let location =
+                HeaderValue::from_str(&location).expect("a path of a uuid is a valid header");
+            (
+                StatusCode::ACCEPTED,
+                [(header::LOCATION, location)],
+                Json(request),
+            )
+                .into_response()
+        }
+        Accepted::Replayed(request) => (
+            StatusCode::OK,
+            [(REPLAYED, HeaderValue::from_static("true"))],
+            Json(request),
+        )
+            .into_response(),
+    }
+}

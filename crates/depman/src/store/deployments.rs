@@ -1,0 +1,185 @@
+//! The `deployments` table: one row per identifier, holding the desired spec
+//! depman last accepted and the live state the sync last saw.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sqlx::{FromRow, PgConnection, PgPool, types::Json};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::paging::{Cursor, Page};
+use crate::domain::{
+    spec::DeploymentSpec,
+    status::{DeploymentStatus, Health},
+};
+
+/// A deployment as the API shows it.
+#[derive(Debug, Clone, Serialize, FromRow, ToSchema)]
+pub struct Deployment {
+    #[serde(skip)]
+    pub id: Uuid,
+    pub identifier: String,
+    pub name: String,
+    pub namespace: String,
+    pub image: String,
+    pub status: DeploymentStatus,
+    pub health: Health,
+    /// Desired replicas, as Kubernetes last reported them.
+    pub replicas: Option<i32>,
+    pub ready_replicas: Option<i32>,
+    pub available_replicas: Option<i32>,
+    pub updated_replicas: Option<i32>,
+    pub generation: Option<i64>,
+    pub observed_generation: Option<i64>,
+    #[schema(value_type = Vec<Condition>)]
+    pub conditions: Json<Vec<Condition>>,
+    pub resource_version: Option<String>,
+    pub created_on: DateTime<Utc>,
+    pub updated_on: DateTime<Utc>,
+}
+
+/// A condition of the Deployment, as Kubernetes reports it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Condition {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub status: String,
+    pub reason: Option<String>,
+    pub message: Option<String>,
+}
+
+const COLUMNS: &str = "id, identifier, name, namespace, image, status, health, replicas, \
+     ready_replicas, available_replicas, updated_replicas, generation, observed_generation, \
+     conditions, resource_version, created_on, updated_on";
+
+/// Reserves the identifier for a CREATE and returns the request's sequence
+/// number. An identifier whose deployment is gone may be created again by its
+/// owner, and starts over as `INITIATED`; otherwise it is taken (`None`).
+pub async fn reserve(
+    conn: &mut PgConnection,
+    user_id: Uuid,
+    spec: &DeploymentSpec,
+) -> Result<Option<i64>, sqlx::Error> {
+    sqlx::query_scalar(
+        "INSERT INTO deployments (identifier, name, namespace, image, status, user_id, spec, last_sequence)
+         VALUES ($1, $2, $3, $4, 'INITIATED', $5, $6, 1)
+         ON CONFLICT (identifier) DO UPDATE SET
+             name = EXCLUDED.name, namespace = EXCLUDED.namespace, image = EXCLUDED.image,
+             status = 'INITIATED', health = 'MISSING', spec = EXCLUDED.spec,
+             last_sequence = deployments.last_sequence + 1,
+             resource_version = NULL, replicas = NULL, ready_replicas = NULL,
+             available_replicas = NULL, updated_replicas = NULL, generation = NULL,
+             observed_generation = NULL, conditions = '[]', metadata = '{}',
+             created_on = clock_timestamp(), updated_on = clock_timestamp()
+         WHERE deployments.user_id = EXCLUDED.user_id
+           AND deployments.status IN ('DELETED', 'FAILED')
+         RETURNING last_sequence",
+    )
+    .bind(&spec.identifier)
+    .bind(&spec.name)
+    .bind(&spec.namespace)
+    .bind(&spec.image)
+    .bind(user_id)
+    .bind(Json(spec))
+    .fetch_optional(conn)
+    .await
+}
+
+/// The desired side of a deployment, locked until the transaction ends so
+/// that requests for one identifier are numbered in acceptance order.
+#[derive(Debug, FromRow)]
+pub struct Desired {
+    pub status: DeploymentStatus,
+    pub spec: Json<DeploymentSpec>,
+}
+
+pub async fn lock(
+    conn: &mut PgConnection,
+    user_id: Uuid,
+    identifier: &str,
+) -> Result<Option<Desired>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT status, spec FROM deployments
+         WHERE identifier = $1 AND user_id = $2
+         FOR UPDATE",
+    )
+    .bind(identifier)
+    .bind(user_id)
+    .fetch_optional(conn)
+    .await
+}
+
+/// Records a newly accepted desired spec (for an UPDATE, or the unchanged one
+/// for a DELETE) and returns the request's sequence number. An accepted
+/// UPDATE of an applied deployment makes it `UPDATING` until the sync sees it
+/// rolled out.
+pub async fn advance(
+    conn: &mut PgConnection,
+    identifier: &str,
+    spec: &DeploymentSpec,
+    updating: bool,
+) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar(
+        "UPDATE deployments SET
+             spec = $2, image = $3, last_sequence = last_sequence + 1, updated_on = clock_timestamp(),
+             status = CASE WHEN $4 AND status IN ('CREATED', 'UPDATING') THEN 'UPDATING' ELSE status END
+         WHERE identifier = $1
+         RETURNING last_sequence",
+    )
+    .bind(identifier)
+    .bind(Json(spec))
+    .bind(&spec.image)
+    .bind(updating)
+    .fetch_one(conn)
+    .await
+}
+
+pub async fn find(
+    pool: &PgPool,
+    user_id: Uuid,
+    identifier: &str,
+) -> Result<Option<Deployment>, sqlx::Error> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM deployments WHERE user_id = $1 AND identifier = $2"
+    )))
+    .bind(user_id)
+    .bind(identifier)
+    .fetch_optional(pool)
+    .await
+}
+
+#[derive(Debug, Default)]
+pub struct Filter {
+    pub namespace: Option<String>,
+    pub status: Option<DeploymentStatus>,
+}
+
+/// The user's deployments, newest first, after `cursor`.
+pub async fn list(
+    pool: &PgPool,
+    user_id: Uuid,
+    filter: &Filter,
+    after: Option<&Cursor>,
+    limit: i64,
+) -> Result<Page<Deployment>, sqlx::Error> {
+    let rows: Vec<Deployment> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM deployments
+         WHERE user_id = $1
+           AND ($2::text IS NULL OR namespace = $2)
+           AND ($3::text IS NULL OR status = $3)
+           AND ($4::timestamptz IS NULL OR (created_on, id) < ($4, $5))
+         ORDER BY created_on DESC, id DESC
+         LIMIT $6"
+    )))
+    .bind(user_id)
+    .bind(&filter.namespace)
+    .bind(filter.status)
+    .bind(after.map(|c| c.created_on))
+    .bind(after.map(|c| c.id))
+    .bind(limit + 1)
+    .fetch_all(pool)
+    .await?;
+    Ok(Page::from_rows(rows, limit, |d| {
+        Cursor::new(d.created_on, d.id)
+    }))
+}

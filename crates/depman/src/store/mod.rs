@@ -1,0 +1,9 @@
+//! PostgreSQL access, one module per table. Functions take a connection (a
+//! transaction derefs to one) or the pool, and return sqlx errors: the HTTP
+//! layer decides what they mean to a caller.
+
+pub mod deployments;
+pub mod outbox;
+pub mod paging;
+pub mod requests;
+pub mod users;

@@ -1,0 +1,159 @@
+//! The `deployment_requests` table: what users asked for, in order.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::{FromRow, PgConnection, PgExecutor, PgPool, types::Json};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::paging::{Cursor, Page};
+use crate::domain::{
+    spec::DeploymentSpec,
+    status::{RequestStatus, RequestType},
+};
+
+/// A request as the API shows it.
+#[derive(Debug, Clone, Serialize, FromRow, ToSchema)]
+pub struct DeploymentRequest {
+    pub id: Uuid,
+    /// The idempotency key it was made with (`X-Request-ID`).
+    pub request_id: String,
+    pub identifier: String,
+    pub name: String,
+    pub namespace: String,
+    pub request_type: RequestType,
+    pub status: RequestStatus,
+    pub failure_reason: Option<String>,
+    pub attempts: i32,
+    pub image: String,
+    /// The full desired spec this request asks for.
+    #[schema(value_type = DeploymentSpec)]
+    pub spec: Json<DeploymentSpec>,
+    pub created_on: DateTime<Utc>,
+    pub updated_on: DateTime<Utc>,
+    #[serde(skip)]
+    pub fingerprint: String,
+}
+
+const COLUMNS: &str = "id, request_id, identifier, name, namespace, request_type, status, \
+     failure_reason, attempts, image, spec, created_on, updated_on, fingerprint";
+
+/// What a new request records; the rest comes from defaults.
+pub struct NewRequest<'a> {
+    pub key: &'a str,
+    pub user_id: Uuid,
+    pub request_type: RequestType,
+    pub spec: &'a DeploymentSpec,
+    pub sequence: i64,
+    pub fingerprint: &'a str,
+}
+
+/// Inserts the request unless the user already used its key; `None` then.
+pub async fn insert(
+    conn: &mut PgConnection,
+    new: NewRequest<'_>,
+) -> Result<Option<DeploymentRequest>, sqlx::Error> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO deployment_requests
+             (request_id, user_id, identifier, name, namespace, request_type, image, spec, sequence, fingerprint)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+         ON CONFLICT ON CONSTRAINT deployment_requests_user_request_id DO NOTHING
+         RETURNING {COLUMNS}"
+    )))
+    .bind(new.key)
+    .bind(new.user_id)
+    .bind(&new.spec.identifier)
+    .bind(&new.spec.name)
+    .bind(&new.spec.namespace)
+    .bind(new.request_type)
+    .bind(&new.spec.image)
+    .bind(Json(new.spec))
+    .bind(new.sequence)
+    .bind(new.fingerprint)
+    .fetch_optional(conn)
+    .await
+}
+
+pub async fn find_by_key(
+    db: impl PgExecutor<'_>,
+    user_id: Uuid,
+    key: &str,
+) -> Result<Option<DeploymentRequest>, sqlx::Error> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM deployment_requests WHERE user_id = $1 AND request_id = $2"
+    )))
+    .bind(user_id)
+    .bind(key)
+    .fetch_optional(db)
+    .await
+}
+
+pub async fn find(
+    db: impl PgExecutor<'_>,
+    user_id: Uuid,
+    id: Uuid,
+) -> Result<Option<DeploymentRequest>, sqlx::Error> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM deployment_requests WHERE user_id = $1 AND id = $2"
+    )))
+    .bind(user_id)
+    .bind(id)
+    .fetch_optional(db)
+    .await
+}
+
+/// True while a DELETE of the identifier waits to be carried out.
+pub async fn delete_pending(
+    conn: &mut PgConnection,
+    identifier: &str,
+) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM deployment_requests
+                        WHERE identifier = $1 AND request_type = 'DELETE' AND status = 'CREATED')",
+    )
+    .bind(identifier)
+    .fetch_one(conn)
+    .await
+}
+
+#[derive(Debug, Default)]
+pub struct Filter {
+    pub status: Option<RequestStatus>,
+    pub request_type: Option<RequestType>,
+    pub identifier: Option<String>,
+    pub namespace: Option<String>,
+}
+
+/// The user's requests, newest first, after `cursor`.
+pub async fn list(
+    pool: &PgPool,
+    user_id: Uuid,
+    filter: &Filter,
+    after: Option<&Cursor>,
+    limit: i64,
+) -> Result<Page<DeploymentRequest>, sqlx::Error> {
+    let rows: Vec<DeploymentRequest> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM deployment_requests
+         WHERE user_id = $1
+           AND ($2::text IS NULL OR status = $2)
+           AND ($3::text IS NULL OR request_type = $3)
+           AND ($4::text IS NULL OR identifier = $4)
+           AND ($5::text IS NULL OR namespace = $5)
+           AND ($6::timestamptz IS NULL OR (created_on, id) < ($6, $7))
+         ORDER BY created_on DESC, id DESC
+         LIMIT $8"
+    )))
+    .bind(user_id)
+    .bind(filter.status)
+    .bind(filter.request_type)
+    .bind(&filter.identifier)
+    .bind(&filter.namespace)
+    .bind(after.map(|c| c.created_on))
+    .bind(after.map(|c| c.id))
+    .bind(limit + 1)
+    .fetch_all(pool)
+    .await?;
+    Ok(Page::from_rows(rows, limit, |r| {
+        Cursor::new(r.created_on, r.id)
+    }))
+}
