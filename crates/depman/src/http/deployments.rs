@@ -1,16 +1,13 @@
 //! `/api/v1/deployments`: the caller's deployments with their live state.
 
-use axum::{
-    Json,
-    extract::{Path, State},
-};
+use axum::{Json, extract::State};
 use serde::Deserialize;
 use utoipa::IntoParams;
 
 use super::{
     AppState,
     error::{ApiError, Problem},
-    extract::{Caller, QueryParams},
+    extract::{Caller, PathParam, QueryParams},
     requests::paging,
 };
 use crate::{
@@ -35,7 +32,7 @@ use crate::{
 pub async fn get(
     State(state): State<AppState>,
     caller: Caller,
-    Path(identifier): Path<String>,
+    PathParam(identifier): PathParam<String>,
 ) -> Result<Json<Deployment>, ApiError> {
     deployments::find(&state.pool, caller.id, &identifier)
         .await?

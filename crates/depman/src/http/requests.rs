@@ -3,7 +3,7 @@
 
 use axum::{
     Json,
-    extract::{Path, State},
+    extract::State,
     http::{HeaderName, HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
 };
@@ -15,7 +15,7 @@ use uuid::Uuid;
 use super::{
     AppState,
     error::{ApiError, Problem},
-    extract::{Caller, IdempotencyKey, JsonBody, QueryParams},
+    extract::{Caller, IdempotencyKey, JsonBody, PathParam, QueryParams},
 };
 use crate::{
     accept::{self, Accepted, Asker},
@@ -78,7 +78,7 @@ pub async fn update(
     State(state): State<AppState>,
     caller: Caller,
     key: IdempotencyKey,
-    Path(id): Path<Uuid>,
+    PathParam(id): PathParam<Uuid>,
     JsonBody(patch): JsonBody<Map<String, Value>>,
 ) -> Result<Response, ApiError> {
     let accepted = accept::update(&state.pool, asker(&caller, &key), id, patch).await?;
@@ -102,7 +102,7 @@ pub async fn delete(
     State(state): State<AppState>,
     caller: Caller,
     key: IdempotencyKey,
-    Path(id): Path<Uuid>,
+    PathParam(id): PathParam<Uuid>,
 ) -> Result<Response, ApiError> {
     let accepted = accept::delete(&state.pool, asker(&caller, &key), id).await?;
     Ok(respond(accepted))
@@ -122,7 +122,7 @@ pub async fn delete(
 pub async fn get(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<Uuid>,
+    PathParam(id): PathParam<Uuid>,
 ) -> Result<Json<DeploymentRequest>, ApiError> {
     requests::find(&state.pool, caller.id, id)
         .await?

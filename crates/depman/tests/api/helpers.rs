@@ -1,0 +1,209 @@
+//! A depman API per test: its own database (freshly migrated), served on a
+//! random port, with an HTTP client that speaks as a given user.
+
+use std::net::SocketAddr;
+
+use depman::{
+    api::Api,
+    settings::{ApiSettings, DatabaseSettings, NatsSettings, Secret},
+};
+use reqwest::{Method, RequestBuilder, Response};
+use serde_json::Value;
+use sqlx::{AssertSqlSafe, Connection, PgConnection, PgPool};
+use tokio::sync::oneshot;
+
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub database: String,
+    pub pool: PgPool,
+    client: reqwest::Client,
+    stop: Option<oneshot::Sender<()>>,
+    served: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+fn environment(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        panic!("{name} is not set: run `make test`, or `make env && . .devenv/env.sh`")
+    })
+}
+
+/// `url` with its database name replaced.
+pub fn url_with_database(url: &str, database: &str) -> String {
+    let (base, query) = url.split_once('?').unwrap_or((url, ""));
+    let server = base.rsplit_once('/').map_or(base, |(server, _)| server);
+    if query.is_empty() {
+        format!("{server}/{database}")
+    } else {
+        format!("{server}/{database}?{query}")
+    }
+}
+
+pub fn unique(prefix: &str) -> String {
+    format!(
+        "{prefix}_{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..12]
+    )
+}
+
+impl TestApp {
+    /// Starts an API on a new database.
+    pub async fn spawn() -> Self {
+        let database = unique("api_test");
+        let admin_url = environment("DATABASE_URL");
+        let mut admin = PgConnection::connect(&admin_url)
+            .await
+            .expect("connect as admin");
+        sqlx::query(AssertSqlSafe(format!(r#"CREATE DATABASE "{database}""#)))
+            .execute(&mut admin)
+            .await
+            .expect("create the test database");
+        Self::spawn_on(&url_with_database(&admin_url, &database), &database).await
+    }
+
+    /// Starts an API on the database at `url` (which may lead through a proxy).
+    pub async fn spawn_on(url: &str, database: &str) -> Self {
+        let settings = ApiSettings {
+            http_addr: "127.0.0.1:0".parse().expect("an address"),
+            database: DatabaseSettings {
+                database_url: Secret::from(url.to_owned()),
+                db_max_connections: 10,
+            },
+            nats: NatsSettings {
+                nats_url: environment("NATS_URL"),
+                prefix: unique("apitest"),
+            },
+        };
+        let api = Api::build(&settings).await.expect("the api starts");
+        let addr = api.local_addr().expect("a bound address");
+        let (stop, stopped) = oneshot::channel::<()>();
+        let served = tokio::spawn(api.run_until_stopped(async {
+            let _ = stopped.await;
+        }));
+        let direct_url = url_with_database(&environment("DATABASE_URL"), database);
+        Self {
+            addr,
+            database: database.to_owned(),
+            pool: PgPool::connect(&direct_url)
+                .await
+                .expect("connect to the test database"),
+            client: reqwest::Client::new(),
+            stop: Some(stop),
+            served,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// A request as `user`, without a body.
+    pub fn request(&self, method: Method, path: &str, user: &str) -> RequestBuilder {
+        self.client
+            .request(method, self.url(path))
+            .header("X-User-ID", user)
+    }
+
+    pub async fn create(&self, user: &str, body: &Value) -> Response {
+        self.request(Method::POST, "/api/v1/deployments/requests/create", user)
+            .json(body)
+            .send()
+            .await
+            .expect("POST create")
+    }
+
+    pub async fn create_with_key(&self, user: &str, key: &str, body: &Value) -> Response {
+        self.request(Method::POST, "/api/v1/deployments/requests/create", user)
+            .header("X-Request-ID", key)
+            .json(body)
+            .send()
+            .await
+            .expect("POST create")
+    }
+
+    pub async fn patch(&self, user: &str, id: &str, body: &Value) -> Response {
+        self.request(
+            Method::PATCH,
+            &format!("/api/v1/deployments/requests/{id}"),
+            user,
+        )
+        .json(body)
+        .send()
+        .await
+        .expect("PATCH")
+    }
+
+    pub async fn delete(&self, user: &str, id: &str) -> Response {
+        self.request(
+            Method::DELETE,
+            &format!("/api/v1/deployments/requests/{id}"),
+            user,
+        )
+        .send()
+        .await
+        .expect("DELETE")
+    }
+
+    pub async fn get(&self, user: &str, path: &str) -> Response {
+        self.request(Method::GET, path, user)
+            .send()
+            .await
+            .expect("GET")
+    }
+
+    /// Stops the API and drops its database: call it last in a passing test
+    /// (a failing one leaves the database to look at).
+    pub async fn finish(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        self.served
+            .await
+            .expect("the server task ends")
+            .expect("the server stops cleanly");
+        self.pool.close().await;
+        let mut admin = PgConnection::connect(&environment("DATABASE_URL"))
+            .await
+            .expect("connect as admin");
+        sqlx::query(AssertSqlSafe(format!(
+            r#"DROP DATABASE "{}" WITH (FORCE)"#,
+            self.database
+        )))
+        .execute(&mut admin)
+        .await
+        .expect("drop the test database");
+    }
+}
+
+/// A valid CREATE body.
+pub fn deployment(name: &str) -> Value {
+    serde_json::json!({"name": name, "namespace": "team-a", "image": "nginx:1.27", "replicas": 2})
+}
+
+/// The status and JSON body of a response.
+pub async fn status_and_json(response: Response) -> (u16, Value) {
+    let status = response.status().as_u16();
+    let body = response.json().await.unwrap_or(Value::Null);
+    (status, body)
+}
+
+/// Asserts a problem details response: its status, content type, and the
+/// field its first error names (if any).
+pub async fn assert_problem(response: Response, status: u16, field: Option<&str>) -> Value {
+    assert_eq!(response.status().as_u16(), status);
+    let content_type = response.headers()["content-type"]
+        .to_str()
+        .expect("ascii")
+        .to_owned();
+    assert_eq!(content_type, "application/problem+json");
+    let body: Value = response.json().await.expect("a JSON problem");
+    assert_eq!(body["status"], status);
+    assert!(
+        body["type"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("urn:depman:problem:"))
+    );
+    if let Some(field) = field {
+        assert_eq!(body["errors"][0]["field"], field, "{body}");
+    }
+    body
+}

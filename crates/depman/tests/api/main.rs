@@ -1,0 +1,10 @@
+//! The HTTP API against a real PostgreSQL: one database per test.
+
+mod changes;
+mod create;
+mod errors;
+mod helpers;
+mod openapi;
+mod outage;
+mod ownership;
+mod reads;

@@ -1,0 +1,132 @@
+//! PostgreSQL going away: the API answers 503 naming it, never 500, and
+//! recovers on its own when the database is back. The outage is real: the
+//! API reaches PostgreSQL through a TCP proxy that the test cuts.
+
+use std::{net::SocketAddr, sync::Arc};
+
+use tokio::{
+    io::copy_bidirectional,
+    net::{TcpListener, TcpStream},
+    sync::watch,
+};
+
+use crate::helpers::{TestApp, assert_problem, deployment, unique, url_with_database};
+
+struct Proxy {
+    addr: SocketAddr,
+    open: Arc<watch::Sender<bool>>,
+}
+
+impl Proxy {
+    async fn start(upstream: String) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind the proxy");
+        let addr = listener.local_addr().expect("the proxy address");
+        let (open, _) = watch::channel(true);
+        let open = Arc::new(open);
+        let accepting = open.clone();
+        tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                let mut open = accepting.subscribe();
+                if !*open.borrow() {
+                    continue; // refused: dropped at once
+                }
+                let upstream = upstream.clone();
+                tokio::spawn(async move {
+                    let Ok(mut server) = TcpStream::connect(upstream).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = copy_bidirectional(&mut client, &mut server) => {}
+                        _ = open.wait_for(|open| !open) => {}
+                    }
+                });
+            }
+        });
+        Self { addr, open }
+    }
+
+    /// Drops every connection and refuses new ones.
+    fn cut(&self) {
+        self.open.send_replace(false);
+    }
+
+    fn restore(&self) {
+        self.open.send_replace(true);
+    }
+}
+
+/// `host:port` of a postgres URL.
+fn server_of(url: &str) -> &str {
+    let after_at = url.rsplit_once('@').map_or(url, |(_, rest)| rest);
+    after_at.split('/').next().unwrap_or(after_at)
+}
+
+#[tokio::test]
+async fn a_database_outage_answers_503_and_the_api_recovers() {
+    let direct = std::env::var("DATABASE_URL").expect("DATABASE_URL");
+    let proxy = Proxy::start(server_of(&direct).to_owned()).await;
+    let database = unique("api_outage");
+    {
+        use sqlx::Connection;
+        let mut admin = sqlx::PgConnection::connect(&direct).await.unwrap();
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            r#"CREATE DATABASE "{database}""#
+        )))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    }
+    let proxied = url_with_database(
+        &direct.replace(server_of(&direct), &proxy.addr.to_string()),
+        &database,
+    );
+    let app = TestApp::spawn_on(&proxied, &database).await;
+    assert_eq!(
+        app.create("alice", &deployment("before")).await.status(),
+        202
+    );
+
+    proxy.cut();
+    let problem = assert_problem(app.create("alice", &deployment("during")).await, 503, None).await;
+    assert!(
+        problem["detail"].as_str().unwrap().contains("postgres"),
+        "{problem}"
+    );
+    assert_problem(
+        app.get("alice", "/api/v1/deployments/requests").await,
+        503,
+        None,
+    )
+    .await;
+    let ready = assert_problem(reqwest::get(app.url("/readyz")).await.unwrap(), 503, None).await;
+    assert!(
+        ready["detail"].as_str().unwrap().contains("postgres"),
+        "{ready}"
+    );
+    assert_eq!(
+        reqwest::get(app.url("/api/v1/ping"))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+
+    proxy.restore();
+    assert_eq!(
+        app.create("alice", &deployment("after")).await.status(),
+        202
+    );
+    assert_eq!(
+        reqwest::get(app.url("/readyz")).await.unwrap().status(),
+        200
+    );
+    let accepted: Vec<String> =
+        sqlx::query_scalar("SELECT name FROM deployment_requests ORDER BY created_on")
+            .fetch_all(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!(accepted, ["before", "after"]);
+    app.finish().await;
+}

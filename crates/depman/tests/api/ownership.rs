@@ -1,0 +1,48 @@
+use serde_json::json;
+
+use crate::helpers::{TestApp, assert_problem, deployment, status_and_json};
+
+#[tokio::test]
+async fn another_user_sees_and_changes_nothing_of_alices() {
+    let app = TestApp::spawn().await;
+    let mut body = deployment("web");
+    body["identifier"] = json!("alices");
+    let (_, request) = status_and_json(app.create("alice", &body).await).await;
+    let id = request["id"].as_str().unwrap();
+
+    assert_problem(
+        app.get("bob", &format!("/api/v1/deployments/requests/{id}"))
+            .await,
+        404,
+        None,
+    )
+    .await;
+    assert_problem(
+        app.patch("bob", id, &json!({"replicas": 9})).await,
+        404,
+        None,
+    )
+    .await;
+    assert_problem(app.delete("bob", id).await, 404, None).await;
+    assert_problem(
+        app.get("bob", "/api/v1/deployments/alices").await,
+        404,
+        None,
+    )
+    .await;
+    let (_, requests) = status_and_json(app.get("bob", "/api/v1/deployments/requests").await).await;
+    assert_eq!(requests["items"], json!([]));
+    let (_, deployments) = status_and_json(app.get("bob", "/api/v1/deployments").await).await;
+    assert_eq!(deployments["items"], json!([]));
+
+    // Alice's deployment is as she left it.
+    let (_, deployment) =
+        status_and_json(app.get("alice", "/api/v1/deployments/alices").await).await;
+    assert_eq!(deployment["status"], "INITIATED");
+    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM deployment_requests")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(count, 1);
+    app.finish().await;
+}

@@ -1,0 +1,190 @@
+use std::collections::HashSet;
+
+use serde_json::{Value, json};
+
+use crate::helpers::{TestApp, assert_problem, deployment, status_and_json};
+
+#[tokio::test]
+async fn lists_filter_by_status_type_identifier_and_namespace() {
+    let app = TestApp::spawn().await;
+    let mut web = deployment("web");
+    web["identifier"] = json!("web");
+    let mut api = deployment("api");
+    api["identifier"] = json!("api");
+    api["namespace"] = json!("team-b");
+    let (_, created) = status_and_json(app.create("alice", &web).await).await;
+    status_and_json(app.create("alice", &api).await).await;
+    app.patch(
+        "alice",
+        created["id"].as_str().unwrap(),
+        &json!({"replicas": 3}),
+    )
+    .await;
+
+    let count = |query: &'static str| {
+        let app = &app;
+        async move {
+            let (status, page) = status_and_json(
+                app.get("alice", &format!("/api/v1/deployments/requests{query}"))
+                    .await,
+            )
+            .await;
+            assert_eq!(status, 200, "{query}: {page}");
+            page["items"].as_array().unwrap().len()
+        }
+    };
+    assert_eq!(count("").await, 3);
+    assert_eq!(count("?request_type=UPDATE").await, 1);
+    assert_eq!(count("?request_type=CREATE&namespace=team-b").await, 1);
+    assert_eq!(count("?identifier=web").await, 2);
+    assert_eq!(count("?status=CREATED").await, 3);
+    assert_eq!(count("?status=SUCCESS").await, 0);
+
+    let (_, deployments) = status_and_json(
+        app.get("alice", "/api/v1/deployments?namespace=team-a")
+            .await,
+    )
+    .await;
+    let identifiers: Vec<&str> = deployments["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["identifier"].as_str().unwrap())
+        .collect();
+    assert_eq!(identifiers, ["web"]);
+    let (_, initiated) = status_and_json(
+        app.get("alice", "/api/v1/deployments?status=INITIATED")
+            .await,
+    )
+    .await;
+    assert_eq!(initiated["items"].as_array().unwrap().len(), 2);
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn a_deployment_shows_its_desired_and_live_fields() {
+    let app = TestApp::spawn().await;
+    let mut body = deployment("web");
+    body["identifier"] = json!("web-1");
+    app.create("alice", &body).await;
+    let (status, deployment) =
+        status_and_json(app.get("alice", "/api/v1/deployments/web-1").await).await;
+    assert_eq!(status, 200);
+    for field in [
+        "identifier",
+        "name",
+        "namespace",
+        "image",
+        "status",
+        "health",
+        "replicas",
+        "ready_replicas",
+        "available_replicas",
+        "updated_replicas",
+        "generation",
+        "observed_generation",
+        "conditions",
+        "resource_version",
+        "created_on",
+        "updated_on",
+    ] {
+        assert!(
+            deployment.get(field).is_some(),
+            "{field} missing from {deployment}"
+        );
+    }
+    assert_eq!(deployment["conditions"], json!([]));
+    assert_problem(
+        app.get("alice", "/api/v1/deployments/nothing-here").await,
+        404,
+        None,
+    )
+    .await;
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn list_parameters_are_checked() {
+    let app = TestApp::spawn().await;
+    for (query, field) in [
+        ("?limit=0", "limit"),
+        ("?limit=501", "limit"),
+        ("?limit=ten", "limit"),
+        ("?cursor=bogus", "cursor"),
+        ("?status=DONE", "status"),
+        ("?request_type=PUT", "request_type"),
+        ("?colour=blue", "colour"),
+    ] {
+        let response = app
+            .get("alice", &format!("/api/v1/deployments/requests{query}"))
+            .await;
+        assert_problem(response, 422, Some(field)).await;
+    }
+    assert_problem(
+        app.get("alice", "/api/v1/deployments?status=GONE").await,
+        422,
+        Some("status"),
+    )
+    .await;
+    app.finish().await;
+}
+
+/// Pages through 120 requests while another client keeps creating more: no
+/// request shows twice, none of the 120 is skipped, and the order is newest
+/// first.
+#[tokio::test]
+async fn paging_is_stable_under_concurrent_inserts() {
+    let app = TestApp::spawn().await;
+    let mut existing = Vec::new();
+    for i in 0..120 {
+        let (_, request) =
+            status_and_json(app.create("erin", &deployment(&format!("w{i}"))).await).await;
+        existing.push(request["id"].as_str().unwrap().to_owned());
+    }
+
+    let writer = async {
+        for i in 0..40 {
+            assert_eq!(
+                app.create("erin", &deployment(&format!("late{i}")))
+                    .await
+                    .status(),
+                202
+            );
+        }
+    };
+    let reader = async {
+        let mut seen: Vec<Value> = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let query = match &cursor {
+                Some(cursor) => format!("?limit=7&cursor={cursor}"),
+                None => "?limit=7".to_owned(),
+            };
+            let (status, page) = status_and_json(
+                app.get("erin", &format!("/api/v1/deployments/requests{query}"))
+                    .await,
+            )
+            .await;
+            assert_eq!(status, 200);
+            seen.extend(page["items"].as_array().unwrap().iter().cloned());
+            match page["next_cursor"].as_str() {
+                Some(next) => cursor = Some(next.to_owned()),
+                None => break seen,
+            }
+        }
+    };
+    let ((), seen) = tokio::join!(writer, reader);
+
+    let ids: Vec<&str> = seen.iter().map(|r| r["id"].as_str().unwrap()).collect();
+    let unique: HashSet<&str> = ids.iter().copied().collect();
+    assert_eq!(unique.len(), ids.len(), "a request showed twice");
+    for id in &existing {
+        assert!(unique.contains(id.as_str()), "request {id} was skipped");
+    }
+    let created: Vec<(&str, &str)> = seen
+        .iter()
+        .map(|r| (r["created_on"].as_str().unwrap(), r["id"].as_str().unwrap()))
+        .collect();
+    assert!(created.windows(2).all(|w| w[0] >= w[1]), "not newest first");
+    app.finish().await;
+}
