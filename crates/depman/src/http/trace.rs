@@ -6,8 +6,8 @@ use axum::{
     middleware::Next,
     response::Response,
 };
-use tower_http::trace::{HttpMakeClassifier, TraceLayer};
-use tracing::Span;
+use tower_http::trace::{DefaultOnResponse, HttpMakeClassifier, TraceLayer};
+use tracing::{Level, Span};
 
 use super::extract::REQUEST_ID_HEADER;
 
@@ -31,9 +31,12 @@ pub async fn ensure_request_id(mut request: Request, next: Next) -> Response {
 type MakeSpan = fn(&Request) -> Span;
 
 /// One span per request, with its method, route and request id; the `user`
-/// field is filled in once the caller is known.
+/// field is filled in once the caller is known. Each answer is logged at
+/// `info` with its status and latency.
 pub fn layer() -> TraceLayer<HttpMakeClassifier, MakeSpan> {
-    TraceLayer::new_for_http().make_span_with(make_span as MakeSpan)
+    TraceLayer::new_for_http()
+        .make_span_with(make_span as MakeSpan)
+        .on_response(DefaultOnResponse::new().level(Level::INFO))
 }
 
 fn make_span(request: &Request) -> Span {

@@ -150,23 +150,28 @@ impl TestApp {
             .expect("GET")
     }
 
-    /// Stops the API and drops its database: call it last in a passing test
-    /// (a failing one leaves the database to look at).
-    pub async fn finish(mut self) {
+    /// Stops the API and closes its connections; returns its database.
+    pub async fn stop(mut self) -> String {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
-        self.served
+        (&mut self.served)
             .await
             .expect("the server task ends")
             .expect("the server stops cleanly");
         self.pool.close().await;
+        self.database.clone()
+    }
+
+    /// Stops the API and drops its database: call it last in a passing test
+    /// (a failing one leaves the database to look at).
+    pub async fn finish(self) {
+        let database = self.stop().await;
         let mut admin = PgConnection::connect(&environment("DATABASE_URL"))
             .await
             .expect("connect as admin");
         sqlx::query(AssertSqlSafe(format!(
-            r#"DROP DATABASE "{}" WITH (FORCE)"#,
-            self.database
+            r#"DROP DATABASE "{database}" WITH (FORCE)"#
         )))
         .execute(&mut admin)
         .await

@@ -4,6 +4,7 @@ mod changes;
 mod create;
 mod errors;
 mod helpers;
+mod migrations;
 mod openapi;
 mod outage;
 mod ownership;

@@ -1,0 +1,139 @@
+//! The `depman` binary itself: its help, and a clean stop on SIGTERM with
+//! structured logs that carry the request id.
+
+use std::{
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use sqlx::{AssertSqlSafe, Connection, PgConnection};
+
+const DEPMAN: &str = env!("CARGO_BIN_EXE_depman");
+
+fn help(args: &[&str]) -> String {
+    let output = Command::new(DEPMAN)
+        .args(args)
+        .arg("--help")
+        .output()
+        .expect("depman runs");
+    assert!(output.status.success());
+    String::from_utf8(output.stdout).expect("utf-8 help")
+}
+
+#[test]
+fn help_lists_the_roles_and_their_environment() {
+    let top = help(&[]);
+    for role in ["api", "all", "migrate"] {
+        assert!(top.contains(role), "{role} missing from:\n{top}");
+    }
+    let api = help(&["api"]);
+    for variable in [
+        "DATABASE_URL",
+        "NATS_URL",
+        "DEPMAN_HTTP_ADDR",
+        "DEPMAN_PREFIX",
+    ] {
+        assert!(api.contains(variable), "{variable} missing from:\n{api}");
+    }
+    assert!(
+        !api.contains("depman:depman@"),
+        "the database password shows in:\n{api}"
+    );
+}
+
+fn environment(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set: run `make test`"))
+}
+
+fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.local_addr().expect("address").port()
+}
+
+#[tokio::test]
+async fn the_api_logs_request_ids_and_stops_cleanly_on_sigterm() {
+    let admin_url = environment("DATABASE_URL");
+    let database = format!(
+        "cli_test_{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..12]
+    );
+    let mut admin = PgConnection::connect(&admin_url).await.expect("connect");
+    sqlx::query(AssertSqlSafe(format!(r#"CREATE DATABASE "{database}""#)))
+        .execute(&mut admin)
+        .await
+        .expect("create database");
+    let url = format!(
+        "{}/{database}",
+        admin_url.rsplit_once('/').expect("a database in the URL").0
+    );
+    let addr = format!("127.0.0.1:{}", free_port());
+    let mut child = Command::new(DEPMAN)
+        .arg("api")
+        .env("DATABASE_URL", &url)
+        .env("DEPMAN_HTTP_ADDR", &addr)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("depman api starts");
+
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let ping = client
+            .get(format!("http://{addr}/api/v1/ping"))
+            .send()
+            .await;
+        if ping.is_ok_and(|r| r.status() == 200) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the api did not answer within 30 s"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let listed = client
+        .get(format!("http://{addr}/api/v1/deployments"))
+        .header("X-User-ID", "alice")
+        .header("X-Request-ID", "find-me-in-the-logs")
+        .send()
+        .await
+        .expect("GET deployments");
+    assert_eq!(listed.status(), 200);
+
+    let term = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(term.success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "depman did not stop within 10 s of SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "depman exited with {status}");
+
+    let output = child.wait_with_output().expect("logs");
+    let logs = String::from_utf8_lossy(&output.stdout);
+    let answered = logs
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .find(|entry| entry["span"]["request_id"] == "find-me-in-the-logs")
+        .unwrap_or_else(|| panic!("no log line carries the request id:\n{logs}"));
+    assert_eq!(answered["span"]["user"], "alice");
+    assert!(logs.contains("SIGTERM received"), "{logs}");
+
+    sqlx::query(AssertSqlSafe(format!(
+        r#"DROP DATABASE "{database}" WITH (FORCE)"#
+    )))
+    .execute(&mut admin)
+    .await
+    .expect("drop database");
+}
