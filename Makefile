@@ -9,7 +9,7 @@ export CARGO_TARGET_DIR ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/depman/target
 ENV_FILE := .devenv/env.sh
 WITH_ENV := set -a && . ./$(ENV_FILE) && set +a &&
 
-.PHONY: help env env-down env-status dev test build build-tests lint fmt
+.PHONY: help env env-down env-status dev test build build-tests lint fmt bench-api
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -41,3 +41,6 @@ lint: ## formatting and clippy, as CI checks them
 
 fmt: ## format the code
 	cargo fmt --all
+
+bench-api: env ## POST create throughput and latency against a pgbench baseline
+	@scripts/bench/api.sh

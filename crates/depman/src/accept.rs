@@ -67,30 +67,51 @@ pub async fn create(
     input: DeploymentInput,
 ) -> Result<Accepted, AcceptError> {
     let fingerprint = fingerprint("CREATE", &serde_json::to_value(&input).unwrap_or_default());
-    let spec = input
+    let generated = input.identifier.is_none();
+    let mut spec = input
         .validate(generated_identifier)
         .map_err(AcceptError::Invalid)?;
-    let mut tx = pool.begin().await?;
-    if let Some(earlier) = requests::find_by_key(&mut *tx, asker.user_id, asker.key).await? {
-        return replay(earlier, &fingerprint);
+    // The hot path is one statement; a reused key or a taken identifier
+    // (possibly taken by a concurrent request with the same key) is sorted
+    // out afterwards. A generated identifier that happens to be taken is
+    // generated again, as the caller did not choose it.
+    for _ in 0..GENERATION_ATTEMPTS {
+        let inserted =
+            requests::insert_create(pool, asker.key, asker.user_id, &spec, &fingerprint).await;
+        match inserted {
+            Ok(Some(request)) => return Ok(Accepted::New(request)),
+            Ok(None) => {
+                let taken = || {
+                    AcceptError::Conflict(format!(
+                        "identifier `{}` is already taken",
+                        spec.identifier
+                    ))
+                };
+                match replay_or(pool, asker, &fingerprint, taken).await {
+                    Err(AcceptError::Conflict(_)) if generated => {
+                        spec.identifier = generated_identifier(&spec.name);
+                    }
+                    answer => return answer,
+                }
+            }
+            Err(error) if violates(&error, requests::KEY_CONSTRAINT) => {
+                return replay_or(pool, asker, &fingerprint, || AcceptError::Database(error)).await;
+            }
+            Err(error) => return Err(error.into()),
+        }
     }
-    let Some(sequence) = deployments::reserve(&mut tx, asker.user_id, &spec).await? else {
-        drop(tx);
-        // A concurrent request with the same key may have reserved it.
-        return replay_or(pool, asker, &fingerprint, || {
-            AcceptError::Conflict(format!("identifier `{}` is already taken", spec.identifier))
-        })
-        .await;
-    };
-    let new = NewRequest {
-        key: asker.key,
-        user_id: asker.user_id,
-        request_type: RequestType::Create,
-        spec: &spec,
-        sequence,
-        fingerprint: &fingerprint,
-    };
-    record(tx, pool, asker, new).await
+    Err(AcceptError::Conflict(format!(
+        "no free identifier found for name `{}`: give one",
+        spec.name
+    )))
+}
+
+/// Tries at a free generated identifier: with 27^5 suffixes per name, even a
+/// name used a million times finds one within a few.
+const GENERATION_ATTEMPTS: usize = 8;
+
+fn violates(error: &sqlx::Error, constraint: &str) -> bool {
+    matches!(error, sqlx::Error::Database(db) if db.constraint() == Some(constraint))
 }
 
 /// An UPDATE of the deployment that request `target` belongs to: `patch` is

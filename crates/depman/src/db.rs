@@ -17,6 +17,10 @@ pub fn pool(settings: &DatabaseSettings) -> anyhow::Result<PgPool> {
     let pool = PgPoolOptions::new()
         .max_connections(settings.db_max_connections)
         .acquire_timeout(Duration::from_secs(3))
+        // No ping before each use: it costs a round trip per request. A
+        // connection that died (PostgreSQL restarted) fails its next query,
+        // which answers 503, and is dropped from the pool.
+        .test_before_acquire(false)
         .connect_lazy(settings.database_url.expose())?;
     Ok(pool)
 }

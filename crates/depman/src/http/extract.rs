@@ -37,18 +37,32 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
                     ApiError::MalformedBody(rejection.body_text())
                 }
             })?;
-        let value: serde_json::Value = serde_json::from_slice(&bytes).map_err(|error| {
-            ApiError::MalformedBody(format!("the body is not valid JSON: {error}"))
-        })?;
-        if !value.is_object() {
-            return Err(ApiError::MalformedBody(
-                "the body must be a JSON object".into(),
-            ));
+        // Parsed in one pass, straight into `T`: serde tells a syntax error
+        // (400) from a value that does not fit (422, with its path).
+        if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+            return Err(
+                match serde_json::from_slice::<serde::de::IgnoredAny>(&bytes) {
+                    Ok(_) => ApiError::MalformedBody("the body must be a JSON object".into()),
+                    Err(error) => malformed(&error),
+                },
+            );
         }
-        serde_path_to_error::deserialize(value)
-            .map(JsonBody)
-            .map_err(|error| ApiError::invalid(error.path().to_string(), error.inner().to_string()))
+        let mut deserializer = serde_json::Deserializer::from_slice(&bytes);
+        let value: T = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
+            match error.inner().classify() {
+                serde_json::error::Category::Data => {
+                    ApiError::invalid(error.path().to_string(), error.inner().to_string())
+                }
+                _ => malformed(error.inner()),
+            }
+        })?;
+        deserializer.end().map_err(|error| malformed(&error))?;
+        Ok(JsonBody(value))
     }
+}
+
+fn malformed(error: &serde_json::Error) -> ApiError {
+    ApiError::MalformedBody(format!("the body is not valid JSON: {error}"))
 }
 
 /// `application/json`, or any `application/*+json` such as

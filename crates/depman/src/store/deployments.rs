@@ -53,37 +53,22 @@ const COLUMNS: &str = "id, identifier, name, namespace, image, status, health, r
      conditions, resource_version, created_on, updated_on";
 
 /// Reserves the identifier for a CREATE and returns the request's sequence
-/// number. An identifier whose deployment is gone may be created again by its
-/// owner, and starts over as `INITIATED`; otherwise it is taken (`None`).
-pub async fn reserve(
-    conn: &mut PgConnection,
-    user_id: Uuid,
-    spec: &DeploymentSpec,
-) -> Result<Option<i64>, sqlx::Error> {
-    sqlx::query_scalar(
-        "INSERT INTO deployments (identifier, name, namespace, image, status, user_id, spec, last_sequence)
-         VALUES ($1, $2, $3, $4, 'INITIATED', $5, $6, 1)
-         ON CONFLICT (identifier) DO UPDATE SET
-             name = EXCLUDED.name, namespace = EXCLUDED.namespace, image = EXCLUDED.image,
-             status = 'INITIATED', health = 'MISSING', spec = EXCLUDED.spec,
-             last_sequence = deployments.last_sequence + 1,
-             resource_version = NULL, replicas = NULL, ready_replicas = NULL,
-             available_replicas = NULL, updated_replicas = NULL, generation = NULL,
-             observed_generation = NULL, conditions = '[]', metadata = '{}',
-             created_on = clock_timestamp(), updated_on = clock_timestamp()
-         WHERE deployments.user_id = EXCLUDED.user_id
-           AND deployments.status IN ('DELETED', 'FAILED')
-         RETURNING last_sequence",
-    )
-    .bind(&spec.identifier)
-    .bind(&spec.name)
-    .bind(&spec.namespace)
-    .bind(&spec.image)
-    .bind(user_id)
-    .bind(Json(spec))
-    .fetch_optional(conn)
-    .await
-}
+/// number ($1 identifier, $2 name, $3 namespace, $4 image, $5 user, $6 spec).
+/// An identifier whose deployment is gone may be created again by its owner,
+/// and starts over as `INITIATED`; otherwise it is taken: no row.
+pub const RESERVE: &str = "INSERT INTO deployments (identifier, name, namespace, image, status, user_id, spec, last_sequence)
+     VALUES ($1, $2, $3, $4, 'INITIATED', $5, $6, 1)
+     ON CONFLICT (identifier) DO UPDATE SET
+         name = EXCLUDED.name, namespace = EXCLUDED.namespace, image = EXCLUDED.image,
+         status = 'INITIATED', health = 'MISSING', spec = EXCLUDED.spec,
+         last_sequence = deployments.last_sequence + 1,
+         resource_version = NULL, replicas = NULL, ready_replicas = NULL,
+         available_replicas = NULL, updated_replicas = NULL, generation = NULL,
+         observed_generation = NULL, conditions = '[]', metadata = '{}',
+         created_on = clock_timestamp(), updated_on = clock_timestamp()
+     WHERE deployments.user_id = EXCLUDED.user_id
+       AND deployments.status IN ('DELETED', 'FAILED')
+     RETURNING last_sequence";
 
 /// The desired side of a deployment, locked until the transaction ends so
 /// that requests for one identifier are numbered in acceptance order.

@@ -74,6 +74,45 @@ pub async fn insert(
     .await
 }
 
+/// The constraint a reused idempotency key violates.
+pub const KEY_CONSTRAINT: &str = "deployment_requests_user_request_id";
+
+/// Records a CREATE in one statement: reserves the identifier
+/// ([`super::deployments::RESERVE`]), inserts the request numbered after
+/// the deployment's earlier requests, and queues it in the outbox. `None`
+/// when the identifier is taken; a key the user already used fails the whole
+/// statement on [`KEY_CONSTRAINT`], leaving nothing behind.
+pub async fn insert_create(
+    db: impl PgExecutor<'_>,
+    key: &str,
+    user_id: Uuid,
+    spec: &DeploymentSpec,
+    fingerprint: &str,
+) -> Result<Option<DeploymentRequest>, sqlx::Error> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "WITH reserved AS ({reserve}),
+         request AS (
+             INSERT INTO deployment_requests
+                 (request_id, user_id, identifier, name, namespace, request_type, image, spec, sequence, fingerprint)
+             SELECT $7, $5, $1, $2, $3, 'CREATE', $4, $6, last_sequence, $8 FROM reserved
+             RETURNING {COLUMNS}
+         ),
+         queued AS (INSERT INTO outbox (request_id) SELECT id FROM request)
+         SELECT {COLUMNS} FROM request",
+        reserve = super::deployments::RESERVE,
+    )))
+    .bind(&spec.identifier)
+    .bind(&spec.name)
+    .bind(&spec.namespace)
+    .bind(&spec.image)
+    .bind(user_id)
+    .bind(Json(spec))
+    .bind(key)
+    .bind(fingerprint)
+    .fetch_optional(db)
+    .await
+}
+
 pub async fn find_by_key(
     db: impl PgExecutor<'_>,
     user_id: Uuid,
