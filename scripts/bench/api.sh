@@ -58,14 +58,14 @@ for c in $CONCURRENCY; do
   wrk -t"$threads" -c"$c" -d"${DURATION}s" --latency -s scripts/bench/create.lua \
     "http://127.0.0.1:$PORT" >"$work/wrk-$c.txt"
   read -r api_rps api_p50 api_p99 < <(wrk_figures "$work/wrk-$c.txt")
-  errors=$(grep -cE 'Non-2xx|Socket errors' "$work/wrk-$c.txt" || true)
+  failed=$(awk '/Non-2xx/ {n+=$NF} /Socket errors/ {n+=1} END {print n+0}' "$work/wrk-$c.txt")
   (cd "$work" && "$PG_BIN/pgbench" -n -M prepared -c "$c" -j "$threads" -T "$DURATION" \
     -D user_id="$user_id" -f "$OLDPWD/scripts/bench/create.sql" -l --log-prefix="pg-$c" "$bench_url" >"pgbench-$c.txt" 2>&1)
   tps=$(awk '/^tps/ {print $3; exit}' "$work/pgbench-$c.txt")
   read -r pg_tps pg_p50 pg_p99 < <(pgbench_figures "$tps" "$work"/pg-"$c".*)
   ratio=$(awk -v a="$api_rps" -v b="$pg_tps" 'BEGIN { printf "%.2f", a / b }')
   printf '%-8s %12s %9s %9s %14s %9s %9s %8s%s\n' "$c" "$api_rps" "$api_p50" "$api_p99" "$pg_tps" "$pg_p50" "$pg_p99" "$ratio" \
-    "$([[ $errors != 0 ]] && echo '  (errors: see wrk output)')"
+    "$([[ $failed != 0 ]] && echo "  (of which $failed were errors)")"
 done
 echo
 echo "api/baseline is the ratio of throughputs; goal at 16 clients: >= 0.6 with api p99 < 25 ms"
