@@ -74,9 +74,11 @@ CREATE INDEX deployment_requests_user_status ON deployment_requests (user_id, st
 CREATE INDEX deployment_requests_user_newest ON deployment_requests (user_id, created_on DESC, id DESC);
 
 -- Written in the transaction that accepts a request; the relay publishes each
--- row to JetStream (Nats-Msg-Id = the request's id) and then removes it.
+-- row to JetStream (Nats-Msg-Id = the row's id) and then removes it.
 CREATE TABLE outbox (
-    id         bigint      GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    id         uuid        PRIMARY KEY DEFAULT gen_random_uuid(),
     request_id uuid        NOT NULL REFERENCES deployment_requests (id),
     created_on timestamptz NOT NULL DEFAULT clock_timestamp()
 );
+
+CREATE INDEX outbox_oldest ON outbox (created_on);

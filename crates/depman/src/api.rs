@@ -1,12 +1,15 @@
-//! The `api` role: serves the HTTP API until asked to stop.
+//! The `api` role: serves the HTTP API and relays the outbox to JetStream
+//! until asked to stop.
 
-use std::{future::Future, net::SocketAddr, time::Duration};
+use std::net::SocketAddr;
 
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 
 use crate::{
-    db,
+    app::Dependencies,
     http::{self, AppState},
+    relay::Relay,
     settings::ApiSettings,
 };
 
@@ -15,43 +18,46 @@ use crate::{
 pub struct Api {
     listener: TcpListener,
     state: AppState,
+    relay: Relay,
 }
 
 impl Api {
-    /// Connects to its dependencies (NATS in the background: the API starts
-    /// and accepts requests while NATS is down), applies pending migrations
-    /// and binds the listener.
-    pub async fn build(settings: &ApiSettings) -> anyhow::Result<Self> {
-        let pool = db::pool(&settings.database)?;
-        db::migrate(&pool, Duration::from_secs(60)).await?;
-        let nats = async_nats::ConnectOptions::new()
-            .retry_on_initial_connect()
-            .connect(&settings.nats.nats_url)
-            .await?;
+    pub async fn build(deps: &Dependencies, settings: &ApiSettings) -> anyhow::Result<Self> {
         let listener = TcpListener::bind(settings.http_addr).await?;
         let state = AppState {
-            pool,
-            nats,
+            pool: deps.pool.clone(),
+            nats: deps.nats.clone(),
             users: Default::default(),
-            metrics: Default::default(),
+            metrics: deps.metrics.clone(),
         };
-        Ok(Self { listener, state })
+        let relay = Relay::new(
+            deps.pool.clone(),
+            deps.js.clone(),
+            deps.names.clone(),
+            deps.metrics.relay.clone(),
+        );
+        Ok(Self {
+            listener,
+            state,
+            relay,
+        })
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.listener.local_addr()
     }
 
-    /// Serves until `stop` resolves, then finishes the requests in flight.
-    pub async fn run_until_stopped(
-        self,
-        stop: impl Future<Output = ()> + Send + 'static,
-    ) -> anyhow::Result<()> {
+    /// Serves until `stop` is cancelled, then finishes the requests in flight.
+    pub async fn run_until_stopped(self, stop: CancellationToken) -> anyhow::Result<()> {
         tracing::info!(addr = %self.listener.local_addr()?, "api listening");
+        let relay = tokio::spawn(self.relay.run(stop.clone()));
         let app = http::router(self.state);
+        let stopped = stop.clone();
         axum::serve(self.listener, app)
-            .with_graceful_shutdown(stop)
+            .with_graceful_shutdown(async move { stopped.cancelled().await })
             .await?;
+        stop.cancel();
+        relay.await?;
         tracing::info!("api stopped");
         Ok(())
     }

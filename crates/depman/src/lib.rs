@@ -1,12 +1,19 @@
 //! depman: a Kubernetes deployment manager. `main.rs` only parses the command
-//! line; each role is assembled here, in its own module.
+//! line; `app` assembles the roles.
 
 pub mod accept;
 pub mod api;
+pub mod app;
 pub mod db;
+pub mod dlq;
 pub mod domain;
 pub mod http;
+pub mod kubernetes;
+pub mod metrics;
+pub mod queue;
+pub mod relay;
 pub mod settings;
 pub mod shutdown;
 pub mod store;
 pub mod telemetry;
+pub mod worker;

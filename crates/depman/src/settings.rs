@@ -1,7 +1,7 @@
 //! Settings, parsed once at start from the command line and the environment
 //! (the variable names are part of the contract: docs/contract.md).
 
-use std::{fmt, net::SocketAddr};
+use std::{fmt, net::SocketAddr, time::Duration};
 
 use clap::{Args, Parser, Subcommand};
 
@@ -14,12 +14,66 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Serve the HTTP API (applies pending migrations first).
-    Api(ApiSettings),
+    /// Serve the HTTP API and relay accepted requests to NATS (applies
+    /// pending migrations first).
+    Api {
+        #[command(flatten)]
+        common: CommonSettings,
+        #[command(flatten)]
+        api: ApiSettings,
+    },
+    /// Carry out accepted requests in Kubernetes.
+    Worker {
+        #[command(flatten)]
+        common: CommonSettings,
+        #[command(flatten)]
+        worker: WorkerSettings,
+    },
     /// Run every role in one process, for local use.
-    All(ApiSettings),
+    All {
+        #[command(flatten)]
+        common: CommonSettings,
+        #[command(flatten)]
+        api: ApiSettings,
+        #[command(flatten)]
+        worker: WorkerSettings,
+    },
     /// Apply pending database migrations and exit.
-    Migrate(DatabaseSettings),
+    Migrate {
+        #[command(flatten)]
+        database: DatabaseSettings,
+    },
+    /// Inspect and replay dead-lettered requests.
+    Dlq {
+        #[command(flatten)]
+        common: CommonSettings,
+        #[command(subcommand)]
+        command: DlqCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DlqCommand {
+    /// List the dead-lettered requests.
+    List,
+    /// Put dead-lettered requests back in the queue.
+    Replay {
+        /// Request ids to replay.
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        ids: Vec<uuid::Uuid>,
+        /// Replay every dead-lettered request.
+        #[arg(long)]
+        all: bool,
+    },
+}
+
+/// What every role that touches the database and NATS needs.
+#[derive(Debug, Clone, Args)]
+pub struct CommonSettings {
+    #[command(flatten)]
+    pub database: DatabaseSettings,
+    #[command(flatten)]
+    pub nats: NatsSettings,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -45,8 +99,9 @@ pub struct NatsSettings {
     #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222")]
     pub nats_url: String,
 
-    /// Prefix of every JetStream stream, consumer and subject name.
-    #[arg(long, env = "DEPMAN_PREFIX", default_value = "depman")]
+    /// Prefix of every JetStream stream, consumer and subject name (letters,
+    /// digits, '-' and '_').
+    #[arg(long, env = "DEPMAN_PREFIX", default_value = "depman", value_parser = parse_prefix)]
     pub prefix: String,
 }
 
@@ -55,12 +110,41 @@ pub struct ApiSettings {
     /// Address the HTTP API listens on.
     #[arg(long, env = "DEPMAN_HTTP_ADDR", default_value = "127.0.0.1:8080")]
     pub http_addr: SocketAddr,
+}
 
-    #[command(flatten)]
-    pub database: DatabaseSettings,
+#[derive(Debug, Clone, Args)]
+pub struct WorkerSettings {
+    /// Attempts for a transiently failing request before it ends FAILURE.
+    #[arg(long, env = "DEPMAN_MAX_ATTEMPTS", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_attempts: u32,
 
-    #[command(flatten)]
-    pub nats: NatsSettings,
+    /// Requests one worker carries out at once.
+    #[arg(long, env = "DEPMAN_WORKER_CONCURRENCY", default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..))]
+    pub concurrency: u32,
+
+    /// Delay before the first retry of a transient failure; each next retry
+    /// waits twice as long (with jitter), up to a minute.
+    #[arg(long, env = "DEPMAN_RETRY_BACKOFF", default_value = "1s", value_parser = humantime::parse_duration)]
+    pub retry_backoff: Duration,
+
+    /// How long a stopping worker waits for the requests in flight.
+    #[arg(long, env = "DEPMAN_SHUTDOWN_TIMEOUT", default_value = "20s", value_parser = humantime::parse_duration)]
+    pub shutdown_timeout: Duration,
+}
+
+/// Stream and subject names are built from the prefix, so it may hold only
+/// characters valid in both.
+fn parse_prefix(value: &str) -> Result<String, String> {
+    let valid = !value.is_empty()
+        && value.len() <= 32
+        && value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if valid {
+        Ok(value.to_owned())
+    } else {
+        Err("1 to 32 letters, digits, '-' and '_'".into())
+    }
 }
 
 /// A value that never shows in logs or `Debug` output, such as a URL with a
@@ -95,5 +179,14 @@ mod tests {
         let secret = Secret::from("postgres://u:hunter2@db/x".to_owned());
         assert_eq!(format!("{secret:?}"), "[redacted]");
         assert_eq!(secret.expose(), "postgres://u:hunter2@db/x");
+    }
+
+    #[test]
+    fn prefixes_fit_stream_and_subject_names() {
+        assert!(parse_prefix("depman").is_ok());
+        assert!(parse_prefix("test_1-a").is_ok());
+        for bad in ["", "a.b", "a b", "a>", "a*", &"x".repeat(33)] {
+            assert!(parse_prefix(bad).is_err(), "{bad}");
+        }
     }
 }

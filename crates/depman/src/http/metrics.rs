@@ -1,7 +1,7 @@
-//! Prometheus metrics of the API: request counts and latency by route,
-//! method and status, served at `/metrics`.
+//! The HTTP side of the metrics: every request counted and timed under its
+//! route template, and `/metrics` in the Prometheus text format.
 
-use std::{sync::Arc, time::Instant};
+use std::time::Instant;
 
 use axum::{
     extract::{MatchedPath, Request, State},
@@ -9,57 +9,9 @@ use axum::{
     middleware::Next,
     response::{IntoResponse, Response},
 };
-use prometheus_client::{
-    encoding::{EncodeLabelSet, text::encode},
-    metrics::{counter::Counter, family::Family, histogram::Histogram},
-    registry::Registry,
-};
 
 use super::{AppState, error::ApiError};
-
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct HttpLabels {
-    method: String,
-    route: String,
-    status: u16,
-}
-
-type LatencyFamily = Family<HttpLabels, Histogram, fn() -> Histogram>;
-
-/// The registry and the metrics in it. Each process (and each test app) has
-/// its own: no global recorder.
-#[derive(Clone)]
-pub struct Metrics {
-    registry: Arc<Registry>,
-    requests: Family<HttpLabels, Counter>,
-    latency: LatencyFamily,
-}
-
-impl Default for Metrics {
-    fn default() -> Self {
-        let mut registry = Registry::with_prefix("depman");
-        let requests = Family::<HttpLabels, Counter>::default();
-        registry.register("http_requests", "HTTP requests answered", requests.clone());
-        let latency: LatencyFamily = Family::new_with_constructor(latency_histogram);
-        registry.register(
-            "http_request_duration_seconds",
-            "Time to answer an HTTP request",
-            latency.clone(),
-        );
-        Self {
-            registry: Arc::new(registry),
-            requests,
-            latency,
-        }
-    }
-}
-
-/// 1 ms to about 4 s.
-fn latency_histogram() -> Histogram {
-    Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
-        0.001, 2.0, 13,
-    ))
-}
+use crate::metrics::{HttpLabels, Metrics};
 
 /// Middleware: counts and times every request under its route template, so
 /// that ids in paths do not make a series each.
@@ -76,8 +28,9 @@ pub async fn track(State(metrics): State<Metrics>, request: Request, next: Next)
         route,
         status: response.status().as_u16(),
     };
-    metrics.requests.get_or_create(&labels).inc();
+    metrics.http.requests.get_or_create(&labels).inc();
     metrics
+        .http
         .latency
         .get_or_create(&labels)
         .observe(started.elapsed().as_secs_f64());
@@ -92,8 +45,10 @@ pub async fn track(State(metrics): State<Metrics>, request: Request, next: Next)
     responses((status = 200, description = "Prometheus text format", content_type = "text/plain"))
 )]
 pub async fn render(State(state): State<AppState>) -> Result<Response, ApiError> {
-    let mut body = String::new();
-    encode(&mut body, &state.metrics.registry).map_err(|e| ApiError::Unexpected(e.into()))?;
+    let body = state
+        .metrics
+        .render()
+        .map_err(|e| ApiError::Unexpected(e.into()))?;
     Ok((
         [(
             header::CONTENT_TYPE,

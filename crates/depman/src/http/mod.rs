@@ -30,7 +30,7 @@ pub struct AppState {
     pub pool: PgPool,
     pub nats: async_nats::Client,
     pub users: Users,
-    pub metrics: metrics::Metrics,
+    pub metrics: crate::metrics::Metrics,
 }
 
 #[derive(OpenApi)]

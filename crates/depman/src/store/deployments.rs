@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use sqlx::{FromRow, PgConnection, PgPool, types::Json};
+use sqlx::{FromRow, PgConnection, PgExecutor, PgPool, types::Json};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
@@ -167,4 +167,41 @@ pub async fn list(
     Ok(Page::from_rows(rows, limit, |d| {
         Cursor::new(d.created_on, d.id)
     }))
+}
+
+/// The deployment's status after one of its requests was carried out. Each
+/// change applies only from the statuses it may follow, so a late or
+/// repeated outcome never moves a row back.
+pub async fn record_outcome(
+    db: impl PgExecutor<'_>,
+    identifier: &str,
+    outcome: Outcome,
+) -> Result<(), sqlx::Error> {
+    let (status, from): (&str, &[&str]) = match outcome {
+        // Applied: the rollout is the sync's to follow.
+        Outcome::Created => ("UPDATING", &["INITIATED"]),
+        Outcome::CreateFailed => ("FAILED", &["INITIATED"]),
+        Outcome::Deleted => ("DELETED", &["UPDATING", "CREATED"]),
+        Outcome::Requeued => ("INITIATED", &["FAILED"]),
+    };
+    sqlx::query(
+        "UPDATE deployments SET status = $2, updated_on = clock_timestamp(),
+             health = CASE WHEN $2 IN ('DELETED', 'FAILED') THEN 'MISSING' ELSE health END
+         WHERE identifier = $1 AND status = ANY($3)",
+    )
+    .bind(identifier)
+    .bind(status)
+    .bind(from)
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Created,
+    CreateFailed,
+    Deleted,
+    /// A failed CREATE put back in the queue by `depman dlq replay`.
+    Requeued,
 }

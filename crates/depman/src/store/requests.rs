@@ -196,3 +196,124 @@ pub async fn list(
         Cursor::new(r.created_on, r.id)
     }))
 }
+
+/// A request waiting for the worker, with what applying it needs.
+#[derive(Debug, Clone, FromRow)]
+pub struct Waiting {
+    pub id: Uuid,
+    pub identifier: String,
+    pub namespace: String,
+    pub request_type: RequestType,
+    pub sequence: i64,
+    pub attempts: i32,
+    pub spec: Json<DeploymentSpec>,
+    /// The owner's `X-User-ID`, for the Deployment's owner annotation.
+    pub owner: String,
+}
+
+/// Where a request stands, read before taking its deployment's lock.
+#[derive(Debug, Clone, FromRow)]
+pub struct Progress {
+    pub identifier: String,
+    pub sequence: i64,
+    pub status: RequestStatus,
+}
+
+pub async fn progress(db: impl PgExecutor<'_>, id: Uuid) -> Result<Option<Progress>, sqlx::Error> {
+    sqlx::query_as("SELECT identifier, sequence, status FROM deployment_requests WHERE id = $1")
+        .bind(id)
+        .fetch_optional(db)
+        .await
+}
+
+/// The requests of `identifier` still waiting, up to `sequence`, oldest first.
+pub async fn waiting_up_to(
+    db: impl PgExecutor<'_>,
+    identifier: &str,
+    sequence: i64,
+) -> Result<Vec<Waiting>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT r.id, r.identifier, r.namespace, r.request_type, r.sequence, r.attempts, r.spec,
+                u.user_external_id AS owner
+         FROM deployment_requests r JOIN users u ON u.id = r.user_id
+         WHERE r.identifier = $1 AND r.status = 'CREATED' AND r.sequence <= $2
+         ORDER BY r.sequence",
+    )
+    .bind(identifier)
+    .bind(sequence)
+    .fetch_all(db)
+    .await
+}
+
+/// The sequence number of the newest request of `identifier` that succeeded.
+pub async fn newest_success(
+    db: impl PgExecutor<'_>,
+    identifier: &str,
+) -> Result<Option<i64>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT max(sequence) FROM deployment_requests WHERE identifier = $1 AND status = 'SUCCESS'",
+    )
+    .bind(identifier)
+    .fetch_one(db)
+    .await
+}
+
+/// Ends a waiting request: `SUCCESS`, or `FAILURE` with its reason. Counts
+/// the attempt that ended it.
+pub async fn finish(
+    db: impl PgExecutor<'_>,
+    id: Uuid,
+    status: RequestStatus,
+    failure_reason: Option<&str>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE deployment_requests
+         SET status = $2, failure_reason = $3, attempts = attempts + 1, updated_on = clock_timestamp()
+         WHERE id = $1 AND status = 'CREATED'",
+    )
+    .bind(id)
+    .bind(status)
+    .bind(failure_reason)
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// Counts a failed attempt that will be retried, keeping its reason;
+/// returns the attempts so far.
+pub async fn count_attempt(
+    db: impl PgExecutor<'_>,
+    id: Uuid,
+    reason: &str,
+) -> Result<i32, sqlx::Error> {
+    sqlx::query_scalar(
+        "UPDATE deployment_requests
+         SET attempts = attempts + 1, failure_reason = $2, updated_on = clock_timestamp()
+         WHERE id = $1
+         RETURNING attempts",
+    )
+    .bind(id)
+    .bind(reason)
+    .fetch_one(db)
+    .await
+}
+
+/// Puts a request that failed back in the queue, as if just accepted:
+/// `CREATED`, no attempts, and a new outbox row. False when it is not
+/// `FAILURE` (already replayed, or never failed).
+pub async fn requeue(conn: &mut PgConnection, id: Uuid) -> Result<bool, sqlx::Error> {
+    let requeued = sqlx::query(
+        "UPDATE deployment_requests
+         SET status = 'CREATED', attempts = 0, failure_reason = NULL, updated_on = clock_timestamp()
+         WHERE id = $1 AND status = 'FAILURE'",
+    )
+    .bind(id)
+    .execute(&mut *conn)
+    .await?
+    .rows_affected()
+        == 1;
+    if requeued {
+        super::outbox::enqueue(conn, id).await?;
+    }
+    Ok(requeued)
+}

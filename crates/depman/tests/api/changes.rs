@@ -54,11 +54,8 @@ async fn patch_merges_into_the_desired_spec_and_records_the_full_spec() {
             ("UPDATE".into(), 3)
         ]
     );
-    let queued: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox")
-        .fetch_one(&app.pool)
-        .await
-        .unwrap();
-    assert_eq!(queued, 3);
+    let published: Vec<i64> = app.published(3).await.iter().map(|m| m.sequence).collect();
+    assert_eq!(published, [1, 2, 3], "published in acceptance order");
     app.finish().await;
 }
 

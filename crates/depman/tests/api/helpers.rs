@@ -5,19 +5,22 @@ use std::net::SocketAddr;
 
 use depman::{
     api::Api,
-    settings::{ApiSettings, DatabaseSettings, NatsSettings, Secret},
+    app::Dependencies,
+    queue::RequestMessage,
+    settings::{ApiSettings, CommonSettings, DatabaseSettings, NatsSettings, Secret},
 };
 use reqwest::{Method, RequestBuilder, Response};
 use serde_json::Value;
 use sqlx::{AssertSqlSafe, Connection, PgConnection, PgPool};
-use tokio::sync::oneshot;
+use tokio_util::sync::CancellationToken;
 
 pub struct TestApp {
     pub addr: SocketAddr,
+    pub deps: Dependencies,
     pub database: String,
     pub pool: PgPool,
     client: reqwest::Client,
-    stop: Option<oneshot::Sender<()>>,
+    stop: CancellationToken,
     served: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
 
@@ -62,8 +65,7 @@ impl TestApp {
 
     /// Starts an API on the database at `url` (which may lead through a proxy).
     pub async fn spawn_on(url: &str, database: &str) -> Self {
-        let settings = ApiSettings {
-            http_addr: "127.0.0.1:0".parse().expect("an address"),
+        let common = CommonSettings {
             database: DatabaseSettings {
                 database_url: Secret::from(url.to_owned()),
                 db_max_connections: 10,
@@ -73,23 +75,58 @@ impl TestApp {
                 prefix: unique("apitest"),
             },
         };
-        let api = Api::build(&settings).await.expect("the api starts");
+        let settings = ApiSettings {
+            http_addr: "127.0.0.1:0".parse().expect("an address"),
+        };
+        let deps = Dependencies::connect(&common).await.expect("dependencies");
+        let api = Api::build(&deps, &settings).await.expect("the api starts");
         let addr = api.local_addr().expect("a bound address");
-        let (stop, stopped) = oneshot::channel::<()>();
-        let served = tokio::spawn(api.run_until_stopped(async {
-            let _ = stopped.await;
-        }));
+        let stop = CancellationToken::new();
+        let served = tokio::spawn(api.run_until_stopped(stop.clone()));
         let direct_url = url_with_database(&environment("DATABASE_URL"), database);
         Self {
             addr,
+            deps,
             database: database.to_owned(),
             pool: PgPool::connect(&direct_url)
                 .await
                 .expect("connect to the test database"),
             client: reqwest::Client::new(),
-            stop: Some(stop),
+            stop,
             served,
         }
+    }
+
+    /// The request messages the relay published, once there are `count` of
+    /// them (or after 10 s, whatever there is).
+    pub async fn published(&self, count: usize) -> Vec<RequestMessage> {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let messages = self.read_published().await;
+            if messages.len() >= count || tokio::time::Instant::now() > deadline {
+                return messages;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn read_published(&self) -> Vec<RequestMessage> {
+        let Ok(mut stream) = self
+            .deps
+            .js
+            .get_stream(self.deps.names.requests_stream())
+            .await
+        else {
+            return Vec::new();
+        };
+        let state = stream.info().await.expect("stream info").state.clone();
+        let mut messages = Vec::new();
+        for sequence in state.first_sequence..=state.last_sequence {
+            if let Ok(message) = stream.get_raw_message(sequence).await {
+                messages.push(serde_json::from_slice(&message.payload).expect("a request message"));
+            }
+        }
+        messages
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -152,9 +189,7 @@ impl TestApp {
 
     /// Stops the API and closes its connections; returns its database.
     pub async fn stop(mut self) -> String {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
+        self.stop.cancel();
         (&mut self.served)
             .await
             .expect("the server task ends")

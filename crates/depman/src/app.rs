@@ -1,0 +1,138 @@
+//! The application assembled in one place: what each subcommand connects to
+//! and which roles it runs.
+
+use std::time::Duration;
+
+use async_nats::jetstream;
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    api::Api,
+    db, dlq,
+    metrics::Metrics,
+    queue::Names,
+    settings::{ApiSettings, Command, CommonSettings, WorkerSettings},
+    shutdown, worker,
+};
+
+/// Connections every role shares within one process.
+#[derive(Clone)]
+pub struct Dependencies {
+    pub pool: PgPool,
+    pub nats: async_nats::Client,
+    pub js: jetstream::Context,
+    pub names: Names,
+    pub metrics: Metrics,
+}
+
+impl Dependencies {
+    /// Connects lazily where it can: the process starts while PostgreSQL or
+    /// NATS is down, and catches up when they are back. Applies pending
+    /// migrations first.
+    pub async fn connect(settings: &CommonSettings) -> anyhow::Result<Self> {
+        let pool = db::pool(&settings.database)?;
+        db::migrate(&pool, Duration::from_secs(60)).await?;
+        let nats = async_nats::ConnectOptions::new()
+            .name("depman")
+            .retry_on_initial_connect()
+            .connect(&settings.nats.nats_url)
+            .await?;
+        let js = jetstream::new(nats.clone());
+        Ok(Self {
+            pool,
+            nats,
+            js,
+            names: Names::new(&settings.nats.prefix),
+            metrics: Metrics::default(),
+        })
+    }
+}
+
+/// Runs the subcommand until it ends or SIGTERM/SIGINT stops it.
+pub async fn run(command: Command) -> anyhow::Result<()> {
+    let stop = CancellationToken::new();
+    let on_signal = stop.clone();
+    tokio::spawn(async move {
+        shutdown::signal_received().await;
+        on_signal.cancel();
+    });
+    match command {
+        Command::Api { common, api } => {
+            let deps = Dependencies::connect(&common).await?;
+            Api::build(&deps, &api).await?.run_until_stopped(stop).await
+        }
+        Command::Worker { common, worker } => {
+            let deps = Dependencies::connect(&common).await?;
+            build_worker(&deps, &worker).await?.run(stop).await
+        }
+        Command::All {
+            common,
+            api,
+            worker,
+        } => run_all(&common, &api, &worker, stop).await,
+        Command::Migrate { database } => {
+            db::migrate(&db::pool(&database)?, Duration::from_secs(60)).await?;
+            tracing::info!("migrations applied");
+            Ok(())
+        }
+        Command::Dlq { common, command } => {
+            let deps = Dependencies::connect(&common).await?;
+            dlq::run(&deps, command).await
+        }
+    }
+}
+
+async fn run_all(
+    common: &CommonSettings,
+    api: &ApiSettings,
+    worker: &WorkerSettings,
+    stop: CancellationToken,
+) -> anyhow::Result<()> {
+    let deps = Dependencies::connect(common).await?;
+    let api = Api::build(&deps, api).await?;
+    let worker = build_worker(&deps, worker).await?;
+    // One role stopping on an error stops the others.
+    let (api, worker) = tokio::join!(
+        stop_all_on_exit(api.run_until_stopped(stop.clone()), stop.clone(), "api"),
+        stop_all_on_exit(worker.run(stop.clone()), stop.clone(), "worker"),
+    );
+    api.and(worker)
+}
+
+async fn stop_all_on_exit(
+    role: impl Future<Output = anyhow::Result<()>>,
+    stop: CancellationToken,
+    name: &'static str,
+) -> anyhow::Result<()> {
+    let result = role.await;
+    if let Err(error) = &result {
+        tracing::error!(
+            role = name,
+            error = format!("{error:#}"),
+            "role stopped on an error"
+        );
+    }
+    stop.cancel();
+    result
+}
+
+pub async fn build_worker(
+    deps: &Dependencies,
+    settings: &WorkerSettings,
+) -> anyhow::Result<worker::Worker> {
+    let ctx = worker::Context {
+        pool: deps.pool.clone(),
+        kube: crate::kubernetes::client().await?,
+        js: deps.js.clone(),
+        names: deps.names.clone(),
+        max_attempts: settings.max_attempts,
+        retry_backoff: settings.retry_backoff,
+        metrics: deps.metrics.worker.clone(),
+    };
+    Ok(worker::Worker::new(
+        ctx,
+        settings.concurrency,
+        settings.shutdown_timeout,
+    ))
+}

@@ -1,0 +1,286 @@
+//! The Deployments depman manages (contract section 5): how a desired spec
+//! becomes an object, how it is applied and deleted, and what an error of
+//! the API server means for a retry.
+
+use std::{collections::BTreeMap, time::Duration};
+
+use k8s_openapi::{
+    api::{
+        apps::v1::{Deployment, DeploymentSpec as K8sDeploymentSpec},
+        core::v1::{
+            Container, ContainerPort, EnvVar, PodSpec, PodTemplateSpec, ResourceRequirements,
+        },
+    },
+    apimachinery::pkg::{
+        api::resource::Quantity,
+        apis::meta::v1::{LabelSelector, ObjectMeta},
+    },
+};
+use kube::{
+    Api, Client,
+    api::{DeleteParams, Patch, PatchParams},
+};
+use uuid::Uuid;
+
+use crate::domain::spec::{DeploymentSpec, ResourceList};
+
+pub const FIELD_MANAGER: &str = "depman";
+pub const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "depman");
+pub const NAME_LABEL: &str = "app.kubernetes.io/name";
+pub const IDENTIFIER_LABEL: &str = "depman.io/identifier";
+pub const OWNER_ANNOTATION: &str = "depman.io/owner";
+pub const REQUEST_ANNOTATION: &str = "depman.io/request-id";
+
+/// A client with timeouts short enough that an unreachable API server is a
+/// transient failure within seconds, not minutes.
+pub async fn client() -> anyhow::Result<Client> {
+    let mut config = kube::Config::infer().await?;
+    config.connect_timeout = Some(Duration::from_secs(5));
+    config.read_timeout = Some(Duration::from_secs(20));
+    config.write_timeout = Some(Duration::from_secs(20));
+    Ok(Client::try_from(config)?)
+}
+
+/// The Deployment for `spec`: named by its identifier, labelled as depman's,
+/// annotated with its owner and the request that last applied it.
+pub fn deployment(spec: &DeploymentSpec, owner: &str, request_id: Uuid) -> Deployment {
+    let mut labels = spec.labels.clone();
+    labels.insert(MANAGED_BY.0.into(), MANAGED_BY.1.into());
+    labels.insert(NAME_LABEL.into(), spec.name.clone());
+    labels.insert(IDENTIFIER_LABEL.into(), spec.identifier.clone());
+    let mut annotations = spec.annotations.clone();
+    annotations.insert(OWNER_ANNOTATION.into(), owner.into());
+    annotations.insert(REQUEST_ANNOTATION.into(), request_id.to_string());
+    let selector = BTreeMap::from([(IDENTIFIER_LABEL.to_owned(), spec.identifier.clone())]);
+    Deployment {
+        metadata: ObjectMeta {
+            name: Some(spec.identifier.clone()),
+            namespace: Some(spec.namespace.clone()),
+            labels: Some(labels.clone()),
+            annotations: Some(annotations),
+            ..Default::default()
+        },
+        spec: K8sDeploymentSpec {
+            replicas: Some(spec.replicas),
+            selector: LabelSelector {
+                match_labels: Some(selector),
+                ..Default::default()
+            },
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(labels),
+                    // The user's annotations, not depman's: a new request id
+                    // must not restart the pods.
+                    annotations: Some(spec.annotations.clone()).filter(|a| !a.is_empty()),
+                    ..Default::default()
+                }),
+                spec: Some(PodSpec {
+                    containers: vec![container(spec)],
+                    ..Default::default()
+                }),
+            },
+            ..Default::default()
+        },
+        status: None,
+    }
+}
+
+fn container(spec: &DeploymentSpec) -> Container {
+    let env: Vec<EnvVar> = spec
+        .env
+        .iter()
+        .map(|(name, value)| EnvVar {
+            name: name.clone(),
+            value: Some(value.clone()),
+            ..Default::default()
+        })
+        .collect();
+    let ports: Vec<ContainerPort> = spec
+        .ports
+        .iter()
+        .map(|port| ContainerPort {
+            container_port: port.container_port as i32,
+            name: port.name.clone(),
+            protocol: Some(port.protocol.clone().unwrap_or_else(|| "TCP".into())),
+            ..Default::default()
+        })
+        .collect();
+    let quantities = |list: &ResourceList| {
+        let pairs = [("cpu", &list.cpu), ("memory", &list.memory)];
+        let map: BTreeMap<String, Quantity> = pairs
+            .into_iter()
+            .filter_map(|(name, value)| Some((name.to_owned(), Quantity(value.clone()?))))
+            .collect();
+        (!map.is_empty()).then_some(map)
+    };
+    let requests = quantities(&spec.resources.requests);
+    let limits = quantities(&spec.resources.limits);
+    Container {
+        name: spec.name.clone(),
+        image: Some(spec.image.clone()),
+        env: (!env.is_empty()).then_some(env),
+        ports: (!ports.is_empty()).then_some(ports),
+        resources: (requests.is_some() || limits.is_some()).then(|| ResourceRequirements {
+            requests,
+            limits,
+            ..Default::default()
+        }),
+        command: (!spec.command.is_empty()).then(|| spec.command.clone()),
+        args: (!spec.args.is_empty()).then(|| spec.args.clone()),
+        ..Default::default()
+    }
+}
+
+/// Why a call to the API server failed, as far as retrying goes.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ApplyError {
+    /// Retrying cannot help: the object is invalid, forbidden, or its
+    /// namespace is missing.
+    #[error("{0}")]
+    Permanent(String),
+    /// The API server is unreachable, overloaded or busy: try again later.
+    #[error("{0}")]
+    Transient(String),
+}
+
+/// Server-side apply of the whole object, taking ownership of every field
+/// depman sets (`force`).
+pub async fn apply(client: &Client, deployment: &Deployment) -> Result<(), ApplyError> {
+    let namespace = deployment
+        .metadata
+        .namespace
+        .as_deref()
+        .unwrap_or("default");
+    let name = deployment.metadata.name.as_deref().unwrap_or_default();
+    let api: Api<Deployment> = Api::namespaced(client.clone(), namespace);
+    let mut object =
+        serde_json::to_value(deployment).map_err(|e| ApplyError::Permanent(e.to_string()))?;
+    object["apiVersion"] = "apps/v1".into();
+    object["kind"] = "Deployment".into();
+    api.patch(
+        name,
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(object),
+    )
+    .await
+    .map(|_| ())
+    .map_err(classify)
+}
+
+/// Deletes the Deployment; one that is already gone counts as deleted.
+pub async fn delete(client: &Client, namespace: &str, name: &str) -> Result<(), ApplyError> {
+    let api: Api<Deployment> = Api::namespaced(client.clone(), namespace);
+    match api.delete(name, &DeleteParams::background()).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+        Err(error) => Err(classify(error)),
+    }
+}
+
+/// Permanent: the API server refused the request itself (invalid, forbidden,
+/// missing namespace). Transient: it could not answer, or asked to come back
+/// (conflict, throttling, server errors), or nobody answered at all.
+pub fn classify(error: kube::Error) -> ApplyError {
+    match error {
+        kube::Error::Api(status) => {
+            let reason = format!("{} ({}): {}", status.reason, status.code, status.message);
+            match status.code {
+                400 | 403 | 404 | 405 | 406 | 413 | 415 | 422 => ApplyError::Permanent(reason),
+                _ => ApplyError::Transient(reason),
+            }
+        }
+        kube::Error::SerdeError(error) => ApplyError::Permanent(error.to_string()),
+        other => ApplyError::Transient(format!("Kubernetes API unreachable: {other}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::domain::spec::DeploymentInput;
+
+    fn spec() -> DeploymentSpec {
+        let input: DeploymentInput = serde_json::from_value(json!({
+            "name": "web", "namespace": "team-a", "image": "nginx:1.27", "identifier": "web-1",
+            "replicas": 3, "env": {"A": "1"}, "ports": [{"container_port": 80, "name": "http"}],
+            "resources": {"requests": {"cpu": "100m"}, "limits": {"memory": "64Mi"}},
+            "labels": {"tier": "web"}, "annotations": {"example.com/note": "hi"},
+            "command": ["nginx"], "args": ["-g", "daemon off;"],
+        }))
+        .unwrap();
+        input.validate(|_| unreachable!()).unwrap()
+    }
+
+    #[test]
+    fn the_deployment_follows_the_contract() {
+        let request = Uuid::new_v4();
+        let object = serde_json::to_value(deployment(&spec(), "alice", request)).unwrap();
+        let meta = &object["metadata"];
+        assert_eq!(meta["name"], "web-1");
+        assert_eq!(meta["namespace"], "team-a");
+        assert_eq!(meta["labels"]["app.kubernetes.io/managed-by"], "depman");
+        assert_eq!(meta["labels"]["app.kubernetes.io/name"], "web");
+        assert_eq!(meta["labels"]["depman.io/identifier"], "web-1");
+        assert_eq!(meta["labels"]["tier"], "web");
+        assert_eq!(meta["annotations"]["depman.io/owner"], "alice");
+        assert_eq!(
+            meta["annotations"]["depman.io/request-id"],
+            request.to_string()
+        );
+        let spec = &object["spec"];
+        assert_eq!(spec["replicas"], 3);
+        assert_eq!(
+            spec["selector"]["matchLabels"],
+            json!({"depman.io/identifier": "web-1"})
+        );
+        let template = &spec["template"];
+        assert_eq!(
+            template["metadata"]["labels"]["depman.io/identifier"],
+            "web-1"
+        );
+        assert!(
+            template["metadata"]["annotations"]
+                .get("depman.io/request-id")
+                .is_none()
+        );
+        let container = &template["spec"]["containers"][0];
+        assert_eq!(container["image"], "nginx:1.27");
+        assert_eq!(container["env"], json!([{"name": "A", "value": "1"}]));
+        assert_eq!(
+            container["ports"],
+            json!([{"containerPort": 80, "name": "http", "protocol": "TCP"}])
+        );
+        assert_eq!(
+            container["resources"],
+            json!({"requests": {"cpu": "100m"}, "limits": {"memory": "64Mi"}})
+        );
+        assert_eq!(container["command"], json!(["nginx"]));
+        assert_eq!(container["args"], json!(["-g", "daemon off;"]));
+    }
+
+    #[test]
+    fn refusals_are_permanent_and_unavailability_transient() {
+        let api = |code: u16| {
+            kube::Error::Api(Box::new(kube::core::Status {
+                code,
+                reason: "Reason".into(),
+                message: "message".into(),
+                ..Default::default()
+            }))
+        };
+        for code in [400, 403, 404, 422] {
+            assert!(
+                matches!(classify(api(code)), ApplyError::Permanent(_)),
+                "{code}"
+            );
+        }
+        for code in [409, 429, 500, 503, 504] {
+            assert!(
+                matches!(classify(api(code)), ApplyError::Transient(_)),
+                "{code}"
+            );
+        }
+    }
+}

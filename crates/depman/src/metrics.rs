@@ -1,0 +1,180 @@
+//! Prometheus metrics of every role, in one registry per process (and per
+//! test app): no global recorder. `/metrics` serves them.
+
+use std::sync::Arc;
+
+use prometheus_client::{
+    encoding::{EncodeLabelSet, text::encode},
+    metrics::{
+        counter::Counter,
+        family::Family,
+        gauge::Gauge,
+        histogram::{Histogram, exponential_buckets},
+    },
+    registry::Registry,
+};
+use sqlx::PgPool;
+
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Arc<Registry>,
+    pub http: HttpMetrics,
+    pub relay: RelayMetrics,
+    pub worker: WorkerMetrics,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("depman");
+        let http = HttpMetrics::register(&mut registry);
+        let relay = RelayMetrics::register(&mut registry);
+        let worker = WorkerMetrics::register(&mut registry);
+        Self {
+            registry: Arc::new(registry),
+            http,
+            relay,
+            worker,
+        }
+    }
+}
+
+impl Metrics {
+    /// The OpenMetrics text exposition of every metric.
+    pub fn render(&self) -> Result<String, std::fmt::Error> {
+        let mut body = String::new();
+        encode(&mut body, &self.registry)?;
+        Ok(body)
+    }
+}
+
+/// 1 ms to about 16 s.
+fn seconds_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.001, 2.0, 15))
+}
+
+type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HttpLabels {
+    pub method: String,
+    pub route: String,
+    pub status: u16,
+}
+
+#[derive(Clone)]
+pub struct HttpMetrics {
+    pub requests: Family<HttpLabels, Counter>,
+    pub latency: HistogramFamily<HttpLabels>,
+}
+
+impl HttpMetrics {
+    fn register(registry: &mut Registry) -> Self {
+        let requests = Family::default();
+        registry.register("http_requests", "HTTP requests answered", requests.clone());
+        let latency: HistogramFamily<HttpLabels> = Family::new_with_constructor(seconds_histogram);
+        registry.register(
+            "http_request_duration_seconds",
+            "Time to answer an HTTP request",
+            latency.clone(),
+        );
+        Self { requests, latency }
+    }
+}
+
+#[derive(Clone)]
+pub struct RelayMetrics {
+    depth: Gauge,
+    published: Counter,
+    lag: Histogram,
+}
+
+impl RelayMetrics {
+    fn register(registry: &mut Registry) -> Self {
+        let depth = Gauge::default();
+        registry.register(
+            "outbox_depth",
+            "Accepted requests not yet published",
+            depth.clone(),
+        );
+        let published = Counter::default();
+        registry.register(
+            "outbox_published",
+            "Requests published to JetStream",
+            published.clone(),
+        );
+        let lag = seconds_histogram();
+        registry.register(
+            "outbox_publish_lag_seconds",
+            "Time from acceptance to JetStream's acknowledgement",
+            lag.clone(),
+        );
+        Self {
+            depth,
+            published,
+            lag,
+        }
+    }
+
+    pub fn published(&self, lag: chrono::TimeDelta) {
+        self.published.inc();
+        self.lag.observe(lag.as_seconds_f64().max(0.0));
+    }
+
+    pub async fn observe_depth(&self, pool: &PgPool) {
+        if let Ok(depth) = sqlx::query_scalar::<_, i64>("SELECT count(*) FROM outbox")
+            .fetch_one(pool)
+            .await
+        {
+            self.depth.set(depth);
+        }
+    }
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    pub request_type: &'static str,
+    pub outcome: &'static str,
+}
+
+#[derive(Clone)]
+pub struct WorkerMetrics {
+    pub processed: Family<OutcomeLabels, Counter>,
+    pub apply_latency: Histogram,
+    pub retries: Counter,
+    pub dead_letters: Counter,
+}
+
+impl WorkerMetrics {
+    fn register(registry: &mut Registry) -> Self {
+        let processed = Family::default();
+        registry.register(
+            "worker_requests",
+            "Requests carried out, by type and outcome (success, failure, retry, skipped)",
+            processed.clone(),
+        );
+        let apply_latency = seconds_histogram();
+        registry.register(
+            "worker_apply_duration_seconds",
+            "Time of one apply or delete against the API server",
+            apply_latency.clone(),
+        );
+        let retries = Counter::default();
+        registry.register(
+            "worker_retries",
+            "Transient failures to be retried",
+            retries.clone(),
+        );
+        let dead_letters = Counter::default();
+        registry.register(
+            "worker_dead_letters",
+            "Requests dead-lettered after their retries",
+            dead_letters.clone(),
+        );
+        Self {
+            processed,
+            apply_latency,
+            retries,
+            dead_letters,
+        }
+    }
+}

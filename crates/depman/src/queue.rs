@@ -1,0 +1,152 @@
+//! JetStream: the streams and the consumer depman uses, every name derived
+//! from `DEPMAN_PREFIX`, created or updated at start so that a changed
+//! setting takes effect on the next deploy.
+
+use std::time::Duration;
+
+use async_nats::jetstream::{
+    self,
+    consumer::{AckPolicy, DeliverPolicy, PullConsumer, pull},
+    stream::{self, RetentionPolicy, StorageType},
+};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::domain::status::RequestType;
+
+/// Redeliveries after a worker died without acknowledging: the first wait is
+/// also the ack wait (JetStream takes it from here).
+const REDELIVERY_BACKOFF: [Duration; 4] = [
+    Duration::from_secs(30),
+    Duration::from_secs(60),
+    Duration::from_secs(120),
+    Duration::from_secs(300),
+];
+
+/// Deliveries JetStream makes of one message before it gives up. The worker
+/// ends a request after `DEPMAN_MAX_ATTEMPTS` failed attempts long before
+/// this; it is only a bound on a message that keeps crashing workers.
+const MAX_DELIVER: i64 = 1000;
+
+/// Window in which JetStream drops a message whose `Nats-Msg-Id` it has
+/// seen: covers a relay that dies between publishing and deleting its rows.
+const DUPLICATE_WINDOW: Duration = Duration::from_secs(600);
+
+/// The names of one installation's streams, subjects and consumers.
+#[derive(Debug, Clone)]
+pub struct Names {
+    prefix: String,
+}
+
+impl Names {
+    pub fn new(prefix: &str) -> Self {
+        Self {
+            prefix: prefix.to_owned(),
+        }
+    }
+
+    pub fn requests_stream(&self) -> String {
+        format!("{}_requests", self.prefix)
+    }
+
+    /// One subject per deployment, so that a stream viewer shows its history.
+    pub fn request_subject(&self, identifier: &str) -> String {
+        format!("{}.requests.{identifier}", self.prefix)
+    }
+
+    pub fn dead_letter_stream(&self) -> String {
+        format!("{}_dead_letters", self.prefix)
+    }
+
+    pub fn dead_letter_subject(&self, identifier: &str) -> String {
+        format!("{}.dead.{identifier}", self.prefix)
+    }
+
+    pub fn worker_consumer(&self) -> String {
+        format!("{}_worker", self.prefix)
+    }
+}
+
+/// What the relay publishes for an accepted request: the worker reads the
+/// request itself from the database, which stays the source of truth.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RequestMessage {
+    pub request_id: Uuid,
+    pub identifier: String,
+    pub sequence: i64,
+    pub request_type: RequestType,
+}
+
+/// A request that failed for good after its retries, kept for `depman dlq`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeadLetter {
+    pub request_id: Uuid,
+    pub identifier: String,
+    pub request_type: RequestType,
+    pub attempts: i32,
+    pub failure_reason: String,
+    pub failed_on: chrono::DateTime<chrono::Utc>,
+}
+
+/// Creates the streams, or brings their settings up to date.
+pub async fn ensure_streams(js: &jetstream::Context, names: &Names) -> anyhow::Result<()> {
+    js.create_or_update_stream(stream::Config {
+        name: names.requests_stream(),
+        subjects: vec![names.request_subject("*")],
+        // A message is gone once a worker acknowledged it.
+        retention: RetentionPolicy::WorkQueue,
+        storage: StorageType::File,
+        duplicate_window: DUPLICATE_WINDOW,
+        ..Default::default()
+    })
+    .await?;
+    js.create_or_update_stream(stream::Config {
+        name: names.dead_letter_stream(),
+        subjects: vec![names.dead_letter_subject("*")],
+        retention: RetentionPolicy::Limits,
+        storage: StorageType::File,
+        ..Default::default()
+    })
+    .await?;
+    Ok(())
+}
+
+/// The durable pull consumer that all workers share.
+pub async fn worker_consumer(
+    js: &jetstream::Context,
+    names: &Names,
+) -> anyhow::Result<PullConsumer> {
+    ensure_streams(js, names).await?;
+    let stream = js.get_stream(names.requests_stream()).await?;
+    let config = pull::Config {
+        durable_name: Some(names.worker_consumer()),
+        ack_policy: AckPolicy::Explicit,
+        deliver_policy: DeliverPolicy::All,
+        ack_wait: REDELIVERY_BACKOFF[0],
+        backoff: REDELIVERY_BACKOFF.to_vec(),
+        max_deliver: MAX_DELIVER,
+        max_ack_pending: 10_000,
+        ..Default::default()
+    };
+    let name = names.worker_consumer();
+    let consumer = match stream.get_consumer::<pull::Config>(&name).await {
+        Ok(_) => stream.update_consumer(config).await?,
+        Err(_) => stream.create_consumer(config).await?,
+    };
+    Ok(consumer)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_name_carries_the_prefix() {
+        let names = Names::new("t1");
+        assert_eq!(names.requests_stream(), "t1_requests");
+        assert_eq!(names.request_subject("web"), "t1.requests.web");
+        assert_eq!(names.dead_letter_stream(), "t1_dead_letters");
+        assert_eq!(names.dead_letter_subject("web"), "t1.dead.web");
+        assert_eq!(names.worker_consumer(), "t1_worker");
+    }
+}

@@ -1,0 +1,162 @@
+//! The outbox relay, run by the `api` role: publishes accepted requests to
+//! JetStream. Rows are claimed with `FOR UPDATE SKIP LOCKED` (several api
+//! replicas share the work), published with `Nats-Msg-Id` = the row's id and
+//! deleted only once JetStream acknowledged them, in the same transaction: a
+//! row is published at least once, and JetStream drops the duplicates.
+
+use std::time::Duration;
+
+use async_nats::jetstream::{self, context::PublishAckFuture, message::PublishMessage};
+use chrono::{DateTime, Utc};
+use sqlx::{PgPool, postgres::PgListener};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::{
+    domain::status::RequestType,
+    metrics::RelayMetrics,
+    queue::{self, Names, RequestMessage},
+};
+
+/// Rows claimed per transaction.
+const BATCH: i64 = 256;
+/// The safety net under LISTEN/NOTIFY: a notification lost while the
+/// listener reconnects costs at most this delay.
+const POLL: Duration = Duration::from_secs(2);
+pub const CHANNEL: &str = "depman_outbox";
+
+pub struct Relay {
+    pool: PgPool,
+    js: jetstream::Context,
+    names: Names,
+    metrics: RelayMetrics,
+}
+
+#[derive(Debug, sqlx::FromRow)]
+struct Row {
+    id: Uuid,
+    request_id: Uuid,
+    identifier: String,
+    sequence: i64,
+    request_type: RequestType,
+    created_on: DateTime<Utc>,
+}
+
+impl Relay {
+    pub fn new(pool: PgPool, js: jetstream::Context, names: Names, metrics: RelayMetrics) -> Self {
+        Self {
+            pool,
+            js,
+            names,
+            metrics,
+        }
+    }
+
+    /// Publishes until `stop` is cancelled. Keeps going through PostgreSQL
+    /// and NATS outages: rows wait in the outbox and drain when both are back.
+    pub async fn run(self, stop: CancellationToken) {
+        let mut listener: Option<PgListener> = None;
+        let mut streams_ready = false;
+        let mut failures = 0u32;
+        while !stop.is_cancelled() {
+            if listener.is_none() {
+                listener = self.listen().await;
+            }
+            if !streams_ready {
+                streams_ready = queue::ensure_streams(&self.js, &self.names).await.is_ok();
+            }
+            match self.publish_batch().await {
+                Ok(published) if published as i64 == BATCH => continue,
+                Ok(_) => failures = 0,
+                Err(error) => {
+                    failures += 1;
+                    streams_ready = false;
+                    tracing::warn!(
+                        error = format!("{error:#}"),
+                        "outbox relay: publishing failed; rows wait"
+                    );
+                }
+            }
+            let pause = if failures == 0 {
+                POLL
+            } else {
+                Duration::from_millis(200) * 2u32.pow(failures.min(5))
+            };
+            tokio::select! {
+                _ = stop.cancelled() => break,
+                _ = tokio::time::sleep(pause) => {}
+                notified = wait_for_notification(&mut listener) => {
+                    if notified.is_err() {
+                        listener = None;
+                    }
+                }
+            }
+            self.metrics.observe_depth(&self.pool).await;
+        }
+        tracing::info!("outbox relay stopped");
+    }
+
+    async fn listen(&self) -> Option<PgListener> {
+        let mut listener = PgListener::connect_with(&self.pool).await.ok()?;
+        listener.listen(CHANNEL).await.ok()?;
+        Some(listener)
+    }
+
+    /// Claims, publishes and deletes one batch; returns how many rows.
+    async fn publish_batch(&self) -> anyhow::Result<usize> {
+        let mut tx = self.pool.begin().await?;
+        let rows: Vec<Row> = sqlx::query_as(
+            "SELECT o.id, o.request_id, r.identifier, r.sequence, r.request_type, o.created_on
+             FROM outbox o JOIN deployment_requests r ON r.id = o.request_id
+             ORDER BY o.created_on
+             LIMIT $1
+             FOR UPDATE OF o SKIP LOCKED",
+        )
+        .bind(BATCH)
+        .fetch_all(&mut *tx)
+        .await?;
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        // Publish the whole batch, then wait for every acknowledgement.
+        let mut acks: Vec<PublishAckFuture> = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let message = RequestMessage {
+                request_id: row.request_id,
+                identifier: row.identifier.clone(),
+                sequence: row.sequence,
+                request_type: row.request_type,
+            };
+            let publish = PublishMessage::build()
+                .payload(serde_json::to_vec(&message)?.into())
+                .message_id(row.id.to_string());
+            acks.push(
+                self.js
+                    .send_publish(self.names.request_subject(&row.identifier), publish)
+                    .await?,
+            );
+        }
+        for ack in acks {
+            ack.await?;
+        }
+        let ids: Vec<Uuid> = rows.iter().map(|row| row.id).collect();
+        sqlx::query("DELETE FROM outbox WHERE id = ANY($1)")
+            .bind(&ids)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        let now = Utc::now();
+        for row in &rows {
+            self.metrics.published(now - row.created_on);
+        }
+        Ok(rows.len())
+    }
+}
+
+/// Resolves on the next notification; pends forever without a listener.
+async fn wait_for_notification(listener: &mut Option<PgListener>) -> Result<(), sqlx::Error> {
+    match listener {
+        Some(listener) => listener.recv().await.map(|_| ()),
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,232 @@
+//! Carrying out one request: a plain function of the request id and the
+//! worker's context, which the tests call directly.
+//!
+//! Order per deployment: requests of one identifier take effect in their
+//! sequence order whatever order their messages arrive in. Under a
+//! PostgreSQL advisory lock on the identifier, the worker carries out every
+//! waiting request of that identifier up to the one it was handed, oldest
+//! first; the later messages of those requests then find them finished. A
+//! request that must be retried stops the line: nothing after it runs first.
+
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream;
+use kube::Client;
+use rand::Rng;
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use crate::{
+    domain::status::{RequestStatus, RequestType},
+    kubernetes::{self, ApplyError},
+    metrics::{OutcomeLabels, WorkerMetrics},
+    queue::{DeadLetter, Names},
+    store::{
+        deployments::{self, Outcome},
+        requests::{self, Waiting},
+    },
+};
+
+/// What a worker needs to carry out requests.
+#[derive(Clone)]
+pub struct Context {
+    pub pool: PgPool,
+    pub kube: Client,
+    pub js: jetstream::Context,
+    pub names: Names,
+    pub max_attempts: u32,
+    pub retry_backoff: Duration,
+    pub metrics: WorkerMetrics,
+}
+
+/// What to do with the message once its request was handled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Next {
+    /// The request is finished (now, or before): acknowledge the message.
+    Done,
+    /// It (or an earlier request it waits for) failed transiently: deliver
+    /// the message again after this delay.
+    RetryAfter(Duration),
+}
+
+/// Carries out request `id`, and every earlier waiting request of its
+/// deployment first.
+pub async fn handle(ctx: &Context, id: Uuid) -> anyhow::Result<Next> {
+    let Some(target) = requests::progress(&ctx.pool, id).await? else {
+        tracing::warn!(%id, "message for an unknown request; dropped");
+        return Ok(Next::Done);
+    };
+    if target.status != RequestStatus::Created {
+        return Ok(Next::Done);
+    }
+    // The lock lives as long as this transaction; it holds no row locks, so
+    // the API is never kept waiting by a slow API server.
+    let mut lock = ctx.pool.begin().await?;
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+        .bind(&target.identifier)
+        .execute(&mut *lock)
+        .await?;
+    let waiting = requests::waiting_up_to(&ctx.pool, &target.identifier, target.sequence).await?;
+    let newest_success = requests::newest_success(&ctx.pool, &target.identifier).await?;
+    for request in waiting {
+        if let Some(delay) = carry_out(ctx, &request, newest_success).await? {
+            return Ok(Next::RetryAfter(delay));
+        }
+    }
+    lock.commit().await?;
+    Ok(Next::Done)
+}
+
+/// Applies one request and records its outcome; returns the retry delay if
+/// it failed transiently and has attempts left.
+async fn carry_out(
+    ctx: &Context,
+    request: &Waiting,
+    newest_success: Option<i64>,
+) -> anyhow::Result<Option<Duration>> {
+    let kind = type_label(request.request_type);
+    if newest_success.is_some_and(|newest| newest > request.sequence) {
+        // Only a replayed request can be older than one that already took
+        // effect: applying it would undo a newer spec.
+        let reason = "superseded: a newer request of this deployment already took effect";
+        requests::finish(&ctx.pool, request.id, RequestStatus::Failure, Some(reason)).await?;
+        count(ctx, kind, "superseded");
+        return Ok(None);
+    }
+    let started = Instant::now();
+    let result = match request.request_type {
+        RequestType::Create | RequestType::Update => {
+            let object = kubernetes::deployment(&request.spec, &request.owner, request.id);
+            kubernetes::apply(&ctx.kube, &object).await
+        }
+        RequestType::Delete => {
+            kubernetes::delete(&ctx.kube, &request.namespace, &request.identifier).await
+        }
+    };
+    ctx.metrics
+        .apply_latency
+        .observe(started.elapsed().as_secs_f64());
+    match result {
+        Ok(()) => {
+            requests::finish(&ctx.pool, request.id, RequestStatus::Success, None).await?;
+            match request.request_type {
+                RequestType::Create => {
+                    deployments::record_outcome(&ctx.pool, &request.identifier, Outcome::Created)
+                        .await?
+                }
+                RequestType::Delete => {
+                    deployments::record_outcome(&ctx.pool, &request.identifier, Outcome::Deleted)
+                        .await?
+                }
+                RequestType::Update => {}
+            }
+            tracing::info!(request = %request.id, identifier = %request.identifier, kind, "request carried out");
+            count(ctx, kind, "success");
+            Ok(None)
+        }
+        Err(ApplyError::Permanent(reason)) => {
+            fail(ctx, request, &reason).await?;
+            Ok(None)
+        }
+        Err(ApplyError::Transient(reason)) => {
+            let attempts = requests::count_attempt(&ctx.pool, request.id, &reason).await?;
+            if attempts as u32 >= ctx.max_attempts {
+                let reason = format!("gave up after {attempts} attempts: {reason}");
+                dead_letter(ctx, request, attempts, &reason).await?;
+                fail(ctx, request, &reason).await?;
+                return Ok(None);
+            }
+            tracing::warn!(request = %request.id, identifier = %request.identifier, attempts, %reason, "transient failure; will retry");
+            ctx.metrics.retries.inc();
+            count(ctx, kind, "retry");
+            Ok(Some(backoff(ctx.retry_backoff, attempts)))
+        }
+    }
+}
+
+async fn fail(ctx: &Context, request: &Waiting, reason: &str) -> anyhow::Result<()> {
+    requests::finish(&ctx.pool, request.id, RequestStatus::Failure, Some(reason)).await?;
+    if request.request_type == RequestType::Create {
+        deployments::record_outcome(&ctx.pool, &request.identifier, Outcome::CreateFailed).await?;
+    }
+    tracing::warn!(request = %request.id, identifier = %request.identifier, %reason, "request failed");
+    count(ctx, type_label(request.request_type), "failure");
+    Ok(())
+}
+
+async fn dead_letter(
+    ctx: &Context,
+    request: &Waiting,
+    attempts: i32,
+    reason: &str,
+) -> anyhow::Result<()> {
+    let letter = DeadLetter {
+        request_id: request.id,
+        identifier: request.identifier.clone(),
+        request_type: request.request_type,
+        attempts,
+        failure_reason: reason.to_owned(),
+        failed_on: chrono::Utc::now(),
+    };
+    ctx.js
+        .publish(
+            ctx.names.dead_letter_subject(&request.identifier),
+            serde_json::to_vec(&letter)?.into(),
+        )
+        .await?
+        .await?;
+    ctx.metrics.dead_letters.inc();
+    Ok(())
+}
+
+/// `base` doubled for each attempt so far, up to a minute, with ±25% jitter
+/// so that requests failing together do not retry together.
+pub fn backoff(base: Duration, attempts: i32) -> Duration {
+    let exponent = attempts.saturating_sub(1).clamp(0, 16) as u32;
+    let delay = base
+        .saturating_mul(2u32.saturating_pow(exponent))
+        .min(Duration::from_secs(60));
+    delay.mul_f64(rand::rng().random_range(0.75..1.25))
+}
+
+fn count(ctx: &Context, request_type: &'static str, outcome: &'static str) {
+    ctx.metrics
+        .processed
+        .get_or_create(&OutcomeLabels {
+            request_type,
+            outcome,
+        })
+        .inc();
+}
+
+fn type_label(request_type: RequestType) -> &'static str {
+    match request_type {
+        RequestType::Create => "CREATE",
+        RequestType::Update => "UPDATE",
+        RequestType::Delete => "DELETE",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_with_jitter_up_to_a_minute() {
+        let base = Duration::from_secs(1);
+        for (attempts, nominal) in [
+            (1, 1.0),
+            (2, 2.0),
+            (3, 4.0),
+            (6, 32.0),
+            (10, 60.0),
+            (40, 60.0),
+        ] {
+            let delay = backoff(base, attempts).as_secs_f64();
+            assert!(
+                delay >= nominal * 0.75 && delay <= nominal * 1.25,
+                "{attempts}: {delay}"
+            );
+        }
+    }
+}
