@@ -14,14 +14,14 @@ use uuid::Uuid;
 
 use crate::domain::status::RequestType;
 
-/// Redeliveries after a worker died without acknowledging: the first wait is
-/// also the ack wait (JetStream takes it from here).
-const REDELIVERY_BACKOFF: [Duration; 4] = [
-    Duration::from_secs(30),
-    Duration::from_secs(60),
-    Duration::from_secs(120),
-    Duration::from_secs(300),
-];
+/// How long JetStream waits for a worker's acknowledgement before it
+/// delivers the message again (to a worker that died, say). Retries of
+/// transient failures do not wait on this: the worker asks for them with
+/// NAK delays (its own jittered exponential backoff). The consumer has no
+/// `backoff` list on purpose: with one, this server redelivers NAKed
+/// messages on the list's schedule and ignores the NAK delay (seen in
+/// tests/worker/outage.rs: a 600 ms retry came 30 s late).
+const ACK_WAIT: Duration = Duration::from_secs(30);
 
 /// Deliveries JetStream makes of one message before it gives up. The worker
 /// ends a request after `DEPMAN_MAX_ATTEMPTS` failed attempts long before
@@ -43,6 +43,10 @@ impl Names {
         Self {
             prefix: prefix.to_owned(),
         }
+    }
+
+    pub fn prefix(&self) -> &str {
+        &self.prefix
     }
 
     pub fn requests_stream(&self) -> String {
@@ -122,8 +126,7 @@ pub async fn worker_consumer(
         durable_name: Some(names.worker_consumer()),
         ack_policy: AckPolicy::Explicit,
         deliver_policy: DeliverPolicy::All,
-        ack_wait: REDELIVERY_BACKOFF[0],
-        backoff: REDELIVERY_BACKOFF.to_vec(),
+        ack_wait: ACK_WAIT,
         max_deliver: MAX_DELIVER,
         max_ack_pending: 10_000,
         ..Default::default()

@@ -88,8 +88,9 @@ pub struct DatabaseSettings {
     )]
     pub database_url: Secret,
 
-    /// Most connections the pool opens.
-    #[arg(long, env = "DEPMAN_DB_MAX_CONNECTIONS", default_value_t = 20)]
+    /// Most connections the pool opens. A worker needs two per request in
+    /// flight.
+    #[arg(long, env = "DEPMAN_DB_MAX_CONNECTIONS", default_value_t = 40)]
     pub db_max_connections: u32,
 }
 
@@ -118,8 +119,9 @@ pub struct WorkerSettings {
     #[arg(long, env = "DEPMAN_MAX_ATTEMPTS", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_attempts: u32,
 
-    /// Requests one worker carries out at once.
-    #[arg(long, env = "DEPMAN_WORKER_CONCURRENCY", default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..))]
+    /// Requests one worker carries out at once (at most half the database
+    /// pool).
+    #[arg(long, env = "DEPMAN_WORKER_CONCURRENCY", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..))]
     pub concurrency: u32,
 
     /// Delay before the first retry of a transient failure; each next retry

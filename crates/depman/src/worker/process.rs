@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use async_nats::jetstream;
 use kube::Client;
 use rand::Rng;
-use sqlx::PgPool;
+use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
 use crate::{
@@ -59,17 +59,27 @@ pub async fn handle(ctx: &Context, id: Uuid) -> anyhow::Result<Next> {
     if target.status != RequestStatus::Created {
         return Ok(Next::Done);
     }
-    // The lock lives as long as this transaction; it holds no row locks, so
-    // the API is never kept waiting by a slow API server.
+    // Both connections are taken before the lock, so that its holder never
+    // waits for the pool. The lock lives as long as the `lock` transaction,
+    // which holds no row locks (the API is never kept waiting by a slow API
+    // server) and releases it however this function ends; the work itself
+    // is written on `conn`, each outcome committed as it happens.
+    let mut conn = ctx.pool.acquire().await?;
     let mut lock = ctx.pool.begin().await?;
-    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
-        .bind(&target.identifier)
-        .execute(&mut *lock)
-        .await?;
-    let waiting = requests::waiting_up_to(&ctx.pool, &target.identifier, target.sequence).await?;
-    let newest_success = requests::newest_success(&ctx.pool, &target.identifier).await?;
+    let locked: bool =
+        sqlx::query_scalar("SELECT pg_try_advisory_xact_lock(hashtextextended($1, 0))")
+            .bind(&target.identifier)
+            .fetch_one(&mut *lock)
+            .await?;
+    if !locked {
+        // Another worker is carrying out this deployment's requests, maybe
+        // this one among them: look again shortly, holding nothing meanwhile.
+        return Ok(Next::RetryAfter(backoff(LOCK_WAIT, 1)));
+    }
+    let waiting = requests::waiting_up_to(&mut *conn, &target.identifier, target.sequence).await?;
+    let newest_success = requests::newest_success(&mut *conn, &target.identifier).await?;
     for request in waiting {
-        if let Some(delay) = carry_out(ctx, &request, newest_success).await? {
+        if let Some(delay) = carry_out(ctx, &mut conn, &request, newest_success).await? {
             return Ok(Next::RetryAfter(delay));
         }
     }
@@ -77,10 +87,14 @@ pub async fn handle(ctx: &Context, id: Uuid) -> anyhow::Result<Next> {
     Ok(Next::Done)
 }
 
+/// How long a message waits when its deployment is locked by another worker.
+const LOCK_WAIT: Duration = Duration::from_millis(100);
+
 /// Applies one request and records its outcome; returns the retry delay if
 /// it failed transiently and has attempts left.
 async fn carry_out(
     ctx: &Context,
+    conn: &mut PgConnection,
     request: &Waiting,
     newest_success: Option<i64>,
 ) -> anyhow::Result<Option<Duration>> {
@@ -89,7 +103,7 @@ async fn carry_out(
         // Only a replayed request can be older than one that already took
         // effect: applying it would undo a newer spec.
         let reason = "superseded: a newer request of this deployment already took effect";
-        requests::finish(&ctx.pool, request.id, RequestStatus::Failure, Some(reason)).await?;
+        requests::finish(&mut *conn, request.id, RequestStatus::Failure, Some(reason)).await?;
         count(ctx, kind, "superseded");
         return Ok(None);
     }
@@ -106,52 +120,49 @@ async fn carry_out(
     ctx.metrics
         .apply_latency
         .observe(started.elapsed().as_secs_f64());
-    match result {
+    let reason = match result {
         Ok(()) => {
-            requests::finish(&ctx.pool, request.id, RequestStatus::Success, None).await?;
-            match request.request_type {
-                RequestType::Create => {
-                    deployments::record_outcome(&ctx.pool, &request.identifier, Outcome::Created)
-                        .await?
-                }
-                RequestType::Delete => {
-                    deployments::record_outcome(&ctx.pool, &request.identifier, Outcome::Deleted)
-                        .await?
-                }
-                RequestType::Update => {}
+            requests::finish(&mut *conn, request.id, RequestStatus::Success, None).await?;
+            let outcome = match request.request_type {
+                RequestType::Create => Some(Outcome::Created),
+                RequestType::Delete => Some(Outcome::Deleted),
+                RequestType::Update => None,
+            };
+            if let Some(outcome) = outcome {
+                deployments::record_outcome(&mut *conn, &request.identifier, outcome).await?;
             }
             tracing::info!(request = %request.id, identifier = %request.identifier, kind, "request carried out");
             count(ctx, kind, "success");
-            Ok(None)
+            return Ok(None);
         }
-        Err(ApplyError::Permanent(reason)) => {
-            fail(ctx, request, &reason).await?;
-            Ok(None)
-        }
+        Err(ApplyError::Permanent(reason)) => reason,
         Err(ApplyError::Transient(reason)) => {
-            let attempts = requests::count_attempt(&ctx.pool, request.id, &reason).await?;
-            if attempts as u32 >= ctx.max_attempts {
-                let reason = format!("gave up after {attempts} attempts: {reason}");
-                dead_letter(ctx, request, attempts, &reason).await?;
-                fail(ctx, request, &reason).await?;
-                return Ok(None);
+            let attempts = request.attempts + 1;
+            if (attempts as u32) < ctx.max_attempts {
+                requests::count_attempt(&mut *conn, request.id, &reason).await?;
+                tracing::warn!(request = %request.id, identifier = %request.identifier, attempts, %reason, "transient failure; will retry");
+                ctx.metrics.retries.inc();
+                count(ctx, kind, "retry");
+                return Ok(Some(backoff(ctx.retry_backoff, attempts)));
             }
-            tracing::warn!(request = %request.id, identifier = %request.identifier, attempts, %reason, "transient failure; will retry");
-            ctx.metrics.retries.inc();
-            count(ctx, kind, "retry");
-            Ok(Some(backoff(ctx.retry_backoff, attempts)))
+            let reason = format!("gave up after {attempts} attempts: {reason}");
+            dead_letter(ctx, request, attempts, &reason).await?;
+            reason
         }
-    }
-}
-
-async fn fail(ctx: &Context, request: &Waiting, reason: &str) -> anyhow::Result<()> {
-    requests::finish(&ctx.pool, request.id, RequestStatus::Failure, Some(reason)).await?;
+    };
+    requests::finish(
+        &mut *conn,
+        request.id,
+        RequestStatus::Failure,
+        Some(&reason),
+    )
+    .await?;
     if request.request_type == RequestType::Create {
-        deployments::record_outcome(&ctx.pool, &request.identifier, Outcome::CreateFailed).await?;
+        deployments::record_outcome(&mut *conn, &request.identifier, Outcome::CreateFailed).await?;
     }
     tracing::warn!(request = %request.id, identifier = %request.identifier, %reason, "request failed");
-    count(ctx, type_label(request.request_type), "failure");
-    Ok(())
+    count(ctx, kind, "failure");
+    Ok(None)
 }
 
 async fn dead_letter(

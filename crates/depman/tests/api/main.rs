@@ -3,6 +3,7 @@
 mod changes;
 mod create;
 mod errors;
+#[path = "../support/mod.rs"]
 mod helpers;
 mod migrations;
 mod openapi;

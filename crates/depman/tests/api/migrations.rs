@@ -1,19 +1,11 @@
-use sqlx::{AssertSqlSafe, Connection, PgConnection};
-
-use crate::helpers::{TestApp, unique, url_with_database};
+use crate::helpers::{TestApp, create_database, environment, url_with_database};
 
 /// Replicas starting at once on an empty database: each migration is applied
 /// once, and every replica starts.
 #[tokio::test]
 async fn replicas_starting_together_migrate_once() {
-    let admin_url = std::env::var("DATABASE_URL").expect("DATABASE_URL");
-    let database = unique("api_migrate");
-    let mut admin = PgConnection::connect(&admin_url).await.expect("connect");
-    sqlx::query(AssertSqlSafe(format!(r#"CREATE DATABASE "{database}""#)))
-        .execute(&mut admin)
-        .await
-        .expect("create");
-    let url = url_with_database(&admin_url, &database);
+    let database = create_database("api_migrate").await;
+    let url = url_with_database(&environment("DATABASE_URL"), &database);
     let (a, b, c) = tokio::join!(
         TestApp::spawn_on(&url, &database),
         TestApp::spawn_on(&url, &database),

@@ -2,60 +2,9 @@
 //! recovers on its own when the database is back. The outage is real: the
 //! API reaches PostgreSQL through a TCP proxy that the test cuts.
 
-use std::{net::SocketAddr, sync::Arc};
-
-use tokio::{
-    io::copy_bidirectional,
-    net::{TcpListener, TcpStream},
-    sync::watch,
+use crate::helpers::{
+    TestApp, assert_problem, create_database, deployment, proxy::Proxy, url_with_database,
 };
-
-use crate::helpers::{TestApp, assert_problem, deployment, unique, url_with_database};
-
-struct Proxy {
-    addr: SocketAddr,
-    open: Arc<watch::Sender<bool>>,
-}
-
-impl Proxy {
-    async fn start(upstream: String) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind the proxy");
-        let addr = listener.local_addr().expect("the proxy address");
-        let (open, _) = watch::channel(true);
-        let open = Arc::new(open);
-        let accepting = open.clone();
-        tokio::spawn(async move {
-            while let Ok((mut client, _)) = listener.accept().await {
-                let mut open = accepting.subscribe();
-                if !*open.borrow() {
-                    continue; // refused: dropped at once
-                }
-                let upstream = upstream.clone();
-                tokio::spawn(async move {
-                    let Ok(mut server) = TcpStream::connect(upstream).await else {
-                        return;
-                    };
-                    tokio::select! {
-                        _ = copy_bidirectional(&mut client, &mut server) => {}
-                        _ = open.wait_for(|open| !open) => {}
-                    }
-                });
-            }
-        });
-        Self { addr, open }
-    }
-
-    /// Drops every connection and refuses new ones.
-    fn cut(&self) {
-        self.open.send_replace(false);
-    }
-
-    fn restore(&self) {
-        self.open.send_replace(true);
-    }
-}
 
 /// `host:port` of a postgres URL.
 fn server_of(url: &str) -> &str {
@@ -67,17 +16,7 @@ fn server_of(url: &str) -> &str {
 async fn a_database_outage_answers_503_and_the_api_recovers() {
     let direct = std::env::var("DATABASE_URL").expect("DATABASE_URL");
     let proxy = Proxy::start(server_of(&direct).to_owned()).await;
-    let database = unique("api_outage");
-    {
-        use sqlx::Connection;
-        let mut admin = sqlx::PgConnection::connect(&direct).await.unwrap();
-        sqlx::query(sqlx::AssertSqlSafe(format!(
-            r#"CREATE DATABASE "{database}""#
-        )))
-        .execute(&mut admin)
-        .await
-        .unwrap();
-    }
+    let database = create_database("api_outage").await;
     let proxied = url_with_database(
         &direct.replace(server_of(&direct), &proxy.addr.to_string()),
         &database,

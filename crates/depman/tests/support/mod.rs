@@ -1,5 +1,9 @@
-//! A depman API per test: its own database (freshly migrated), served on a
-//! random port, with an HTTP client that speaks as a given user.
+//! A depman per test: its own database (freshly migrated) and JetStream
+//! prefix, the API served on a random port with an HTTP client that speaks
+//! as a given user, and as many workers as the test asks for.
+#![allow(dead_code)] // each test binary uses its own part of these helpers
+
+pub mod proxy;
 
 use std::net::SocketAddr;
 
@@ -17,6 +21,10 @@ use tokio_util::sync::CancellationToken;
 pub struct TestApp {
     pub addr: SocketAddr,
     pub deps: Dependencies,
+    workers: Vec<(
+        CancellationToken,
+        tokio::task::JoinHandle<anyhow::Result<()>>,
+    )>,
     pub database: String,
     pub pool: PgPool,
     client: reqwest::Client,
@@ -24,7 +32,7 @@ pub struct TestApp {
     served: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
 
-fn environment(name: &str) -> String {
+pub fn environment(name: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| {
         panic!("{name} is not set: run `make test`, or `make env && . .devenv/env.sh`")
     })
@@ -41,6 +49,19 @@ pub fn url_with_database(url: &str, database: &str) -> String {
     }
 }
 
+/// Creates a database named from `prefix`, and returns its name.
+pub async fn create_database(prefix: &str) -> String {
+    let database = unique(prefix);
+    let mut admin = PgConnection::connect(&environment("DATABASE_URL"))
+        .await
+        .expect("connect as admin");
+    sqlx::query(AssertSqlSafe(format!(r#"CREATE DATABASE "{database}""#)))
+        .execute(&mut admin)
+        .await
+        .expect("create the test database");
+    database
+}
+
 pub fn unique(prefix: &str) -> String {
     format!(
         "{prefix}_{}",
@@ -51,28 +72,30 @@ pub fn unique(prefix: &str) -> String {
 impl TestApp {
     /// Starts an API on a new database.
     pub async fn spawn() -> Self {
-        let database = unique("api_test");
-        let admin_url = environment("DATABASE_URL");
-        let mut admin = PgConnection::connect(&admin_url)
-            .await
-            .expect("connect as admin");
-        sqlx::query(AssertSqlSafe(format!(r#"CREATE DATABASE "{database}""#)))
-            .execute(&mut admin)
-            .await
-            .expect("create the test database");
-        Self::spawn_on(&url_with_database(&admin_url, &database), &database).await
+        Self::spawn_with_nats(&environment("NATS_URL")).await
+    }
+
+    /// Starts an API on a new database, publishing to the NATS at `nats_url`.
+    pub async fn spawn_with_nats(nats_url: &str) -> Self {
+        let database = create_database("api_test").await;
+        let url = url_with_database(&environment("DATABASE_URL"), &database);
+        Self::start(&url, &database, nats_url).await
     }
 
     /// Starts an API on the database at `url` (which may lead through a proxy).
     pub async fn spawn_on(url: &str, database: &str) -> Self {
+        Self::start(url, database, &environment("NATS_URL")).await
+    }
+
+    async fn start(url: &str, database: &str, nats_url: &str) -> Self {
         let common = CommonSettings {
             database: DatabaseSettings {
                 database_url: Secret::from(url.to_owned()),
-                db_max_connections: 10,
+                db_max_connections: 20,
             },
             nats: NatsSettings {
-                nats_url: environment("NATS_URL"),
-                prefix: unique("apitest"),
+                nats_url: nats_url.to_owned(),
+                prefix: unique("test"),
             },
         };
         let settings = ApiSettings {
@@ -87,6 +110,7 @@ impl TestApp {
         Self {
             addr,
             deps,
+            workers: Vec::new(),
             database: database.to_owned(),
             pool: PgPool::connect(&direct_url)
                 .await
@@ -94,6 +118,53 @@ impl TestApp {
             client: reqwest::Client::new(),
             stop,
             served,
+        }
+    }
+
+    /// Starts a worker in this process, talking to Kubernetes through `kube`;
+    /// returns its index for [`TestApp::stop_worker`].
+    pub fn start_worker(
+        &mut self,
+        kube: kube::Client,
+        max_attempts: u32,
+        retry_backoff: std::time::Duration,
+    ) -> usize {
+        let ctx = depman::worker::Context {
+            pool: self.deps.pool.clone(),
+            kube,
+            js: self.deps.js.clone(),
+            names: self.deps.names.clone(),
+            max_attempts,
+            retry_backoff,
+            metrics: self.deps.metrics.worker.clone(),
+        };
+        // Three connections' worth of requests: a test may run three workers
+        // on its pool of 20.
+        let worker = depman::worker::Worker::new(ctx, 3, std::time::Duration::from_secs(10));
+        let stop = CancellationToken::new();
+        self.workers
+            .push((stop.clone(), tokio::spawn(worker.run(stop))));
+        self.workers.len() - 1
+    }
+
+    /// Waits until request `id` of `user` is SUCCESS or FAILURE, and returns it.
+    pub async fn terminal(&self, user: &str, id: &str, within: std::time::Duration) -> Value {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let (status, request) = status_and_json(
+                self.get(user, &format!("/api/v1/deployments/requests/{id}"))
+                    .await,
+            )
+            .await;
+            assert_eq!(status, 200, "{request}");
+            if request["status"] != "CREATED" {
+                return request;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "request {id} still CREATED after {within:?}: {request}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         }
     }
 
@@ -189,6 +260,13 @@ impl TestApp {
 
     /// Stops the API and closes its connections; returns its database.
     pub async fn stop(mut self) -> String {
+        for (stop, worker) in self.workers.drain(..) {
+            stop.cancel();
+            worker
+                .await
+                .expect("the worker task ends")
+                .expect("the worker stops cleanly");
+        }
         self.stop.cancel();
         (&mut self.served)
             .await

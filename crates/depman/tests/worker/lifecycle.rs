@@ -1,0 +1,84 @@
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::{
+    cluster::{Cluster, deployment},
+    helpers::{TestApp, status_and_json},
+};
+
+const WITHIN: Duration = Duration::from_secs(60);
+
+#[tokio::test]
+async fn create_update_and_delete_take_effect_in_the_cluster() {
+    let cluster = Cluster::with_namespace().await;
+    let mut app = TestApp::spawn().await;
+    app.start_worker(cluster.client.clone(), 8, Duration::from_millis(200));
+
+    let mut body = deployment("web", &cluster.namespace);
+    body["replicas"] = json!(2);
+    body["labels"] = json!({"tier": "frontend"});
+    body["env"] = json!({"MODE": "test"});
+    let (status, created) = status_and_json(app.create("alice", &body).await).await;
+    assert_eq!(status, 202);
+    let id = created["id"].as_str().unwrap();
+    let done = app.terminal("alice", id, WITHIN).await;
+    assert_eq!(done["status"], "SUCCESS", "{done}");
+    assert_eq!(done["attempts"], 1);
+
+    let live = cluster
+        .deployment("web")
+        .await
+        .expect("the Deployment exists");
+    let labels = live.metadata.labels.clone().unwrap_or_default();
+    assert_eq!(labels["app.kubernetes.io/managed-by"], "depman");
+    assert_eq!(labels["app.kubernetes.io/name"], "web");
+    assert_eq!(labels["depman.io/identifier"], "web");
+    assert_eq!(labels["tier"], "frontend");
+    let annotations = live.metadata.annotations.clone().unwrap_or_default();
+    assert_eq!(annotations["depman.io/owner"], "alice");
+    assert_eq!(annotations["depman.io/request-id"], id);
+    assert_eq!(live.spec.replicas, Some(2));
+    let managers: Vec<String> = live
+        .metadata
+        .managed_fields
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|m| m.manager)
+        .collect();
+    assert!(managers.contains(&"depman".to_owned()), "{managers:?}");
+    let (_, row) = status_and_json(app.get("alice", "/api/v1/deployments/web").await).await;
+    assert_eq!(
+        row["status"], "UPDATING",
+        "applied, rollout left to the sync: {row}"
+    );
+
+    let (status, update) = status_and_json(
+        app.patch("alice", id, &json!({"image": "nginx:1.28", "replicas": 3}))
+            .await,
+    )
+    .await;
+    assert_eq!(status, 202);
+    let done = app
+        .terminal("alice", update["id"].as_str().unwrap(), WITHIN)
+        .await;
+    assert_eq!(done["status"], "SUCCESS", "{done}");
+    assert_eq!(cluster.image("web").await.as_deref(), Some("nginx:1.28"));
+    assert_eq!(
+        cluster.deployment("web").await.unwrap().spec.replicas,
+        Some(3)
+    );
+
+    let (status, delete) = status_and_json(app.delete("alice", id).await).await;
+    assert_eq!(status, 202);
+    let done = app
+        .terminal("alice", delete["id"].as_str().unwrap(), WITHIN)
+        .await;
+    assert_eq!(done["status"], "SUCCESS", "{done}");
+    cluster.wait_absent("web", WITHIN).await;
+    let (_, row) = status_and_json(app.get("alice", "/api/v1/deployments/web").await).await;
+    assert_eq!(row["status"], "DELETED");
+
+    app.finish().await;
+    cluster.finish().await;
+}

@@ -1,0 +1,13 @@
+//! Requests carried out in a real cluster: the API, the relay, JetStream and
+//! workers against the control plane of `make env`. Each test has its own
+//! database, stream prefix and namespace.
+
+mod cluster;
+mod crash;
+mod failures;
+#[path = "../support/mod.rs"]
+mod helpers;
+mod lifecycle;
+mod nats;
+mod ordering;
+mod outage;
