@@ -64,7 +64,11 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         }
         Command::Worker { common, worker } => {
             let deps = Dependencies::connect(&common).await?;
-            build_worker(&deps, &worker).await?.run(stop).await
+            let operations = serve_operations(&deps, worker.metrics_addr, stop.clone()).await?;
+            let result = build_worker(&deps, &worker).await?.run(stop.clone()).await;
+            stop.cancel();
+            operations.await??;
+            result
         }
         Command::All {
             common,
@@ -81,6 +85,22 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
             dlq::run(&deps, command).await
         }
     }
+}
+
+/// `/metrics` and `/healthz` for a role without the API.
+async fn serve_operations(
+    deps: &Dependencies,
+    addr: std::net::SocketAddr,
+    stop: CancellationToken,
+) -> anyhow::Result<tokio::task::JoinHandle<std::io::Result<()>>> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    tracing::info!(%addr, "serving /metrics and /healthz");
+    let router = crate::http::operations_router(deps.metrics.clone());
+    Ok(tokio::spawn(async move {
+        axum::serve(listener, router)
+            .with_graceful_shutdown(async move { stop.cancelled().await })
+            .await
+    }))
 }
 
 async fn run_all(

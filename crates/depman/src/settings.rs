@@ -22,7 +22,8 @@ pub enum Command {
         #[command(flatten)]
         api: ApiSettings,
     },
-    /// Carry out accepted requests in Kubernetes.
+    /// Carry out accepted requests in Kubernetes (cluster access from
+    /// KUBECONFIG, or the pod's service account in a cluster).
     Worker {
         #[command(flatten)]
         common: CommonSettings,
@@ -128,6 +129,11 @@ pub struct WorkerSettings {
     /// waits twice as long (with jitter), up to a minute.
     #[arg(long, env = "DEPMAN_RETRY_BACKOFF", default_value = "1s", value_parser = humantime::parse_duration)]
     pub retry_backoff: Duration,
+
+    /// Where a worker on its own (`depman worker`) serves `/metrics` and
+    /// `/healthz`; `depman all` serves them with the API.
+    #[arg(long, env = "DEPMAN_METRICS_ADDR", default_value = "127.0.0.1:9090")]
+    pub metrics_addr: SocketAddr,
 
     /// How long a stopping worker waits for the requests in flight.
     #[arg(long, env = "DEPMAN_SHUTDOWN_TIMEOUT", default_value = "20s", value_parser = humantime::parse_duration)]

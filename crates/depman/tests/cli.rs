@@ -23,7 +23,7 @@ fn help(args: &[&str]) -> String {
 #[test]
 fn help_lists_the_roles_and_their_environment() {
     let top = help(&[]);
-    for role in ["api", "all", "migrate"] {
+    for role in ["api", "worker", "all", "migrate", "dlq"] {
         assert!(top.contains(role), "{role} missing from:\n{top}");
     }
     let api = help(&["api"]);
@@ -136,4 +136,24 @@ async fn the_api_logs_request_ids_and_stops_cleanly_on_sigterm() {
     .execute(&mut admin)
     .await
     .expect("drop database");
+}
+
+#[test]
+fn dlq_list_reads_the_dead_letters_of_its_prefix() {
+    let admin_url = environment("DATABASE_URL");
+    let prefix = format!("cli{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let output = Command::new(DEPMAN)
+        .args(["dlq", "list"])
+        .env("DATABASE_URL", &admin_url)
+        .env("DEPMAN_PREFIX", &prefix)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("depman dlq list runs");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let listed = String::from_utf8_lossy(&output.stdout);
+    assert!(listed.contains("0 dead-lettered request(s)"), "{listed}");
 }

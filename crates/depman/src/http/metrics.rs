@@ -44,17 +44,21 @@ pub async fn track(State(metrics): State<Metrics>, request: Request, next: Next)
     tag = "operations",
     responses((status = 200, description = "Prometheus text format", content_type = "text/plain"))
 )]
-pub async fn render(State(state): State<AppState>) -> Result<Response, ApiError> {
-    let body = state
-        .metrics
-        .render()
-        .map_err(|e| ApiError::Unexpected(e.into()))?;
-    Ok((
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        body,
-    )
-        .into_response())
+pub async fn render(State(state): State<AppState>) -> Response {
+    exposition(&state.metrics)
+}
+
+/// The metrics as a Prometheus scrape answer.
+pub fn exposition(metrics: &Metrics) -> Response {
+    match metrics.render() {
+        Ok(body) => (
+            [(
+                header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
+            body,
+        )
+            .into_response(),
+        Err(error) => ApiError::Unexpected(error.into()).into_response(),
+    }
 }

@@ -69,6 +69,20 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// What a role without the API serves: its metrics and a liveness check.
+pub fn operations_router(metrics: crate::metrics::Metrics) -> Router {
+    use axum::routing::get;
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route(
+            "/metrics",
+            get(|axum::extract::State(metrics): axum::extract::State<crate::metrics::Metrics>| async move {
+                metrics::exposition(&metrics)
+            }),
+        )
+        .with_state(metrics)
+}
+
 /// Every documented route: `routes!` registers a handler with the router and
 /// its `#[utoipa::path]` with the document at once.
 pub fn api_routes() -> OpenApiRouter<AppState> {

@@ -279,7 +279,11 @@ impl TestApp {
     /// Stops the API and drops its database: call it last in a passing test
     /// (a failing one leaves the database to look at).
     pub async fn finish(self) {
+        let (js, names) = (self.deps.js.clone(), self.deps.names.clone());
         let database = self.stop().await;
+        for stream in [names.requests_stream(), names.dead_letter_stream()] {
+            let _ = js.delete_stream(stream).await;
+        }
         let mut admin = PgConnection::connect(&environment("DATABASE_URL"))
             .await
             .expect("connect as admin");

@@ -20,6 +20,7 @@ fn worker_process(app: &TestApp) -> Child {
         )
         .env("DEPMAN_PREFIX", app.deps.names.prefix())
         .env("DEPMAN_RETRY_BACKOFF", "200ms")
+        .env("DEPMAN_METRICS_ADDR", "127.0.0.1:0")
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .spawn()
