@@ -84,14 +84,14 @@ impl Relay {
             };
             tokio::select! {
                 _ = stop.cancelled() => break,
-                _ = tokio::time::sleep(pause) => {}
+                // Quiet: a good moment to sample the outbox depth.
+                _ = tokio::time::sleep(pause) => self.metrics.observe_depth(&self.pool).await,
                 notified = wait_for_notification(&mut listener) => {
                     if notified.is_err() {
                         listener = None;
                     }
                 }
             }
-            self.metrics.observe_depth(&self.pool).await;
         }
         tracing::info!("outbox relay stopped");
     }

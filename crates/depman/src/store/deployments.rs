@@ -177,13 +177,7 @@ pub async fn record_outcome(
     identifier: &str,
     outcome: Outcome,
 ) -> Result<(), sqlx::Error> {
-    let (status, from): (&str, &[&str]) = match outcome {
-        // Applied: the rollout is the sync's to follow.
-        Outcome::Created => ("UPDATING", &["INITIATED"]),
-        Outcome::CreateFailed => ("FAILED", &["INITIATED"]),
-        Outcome::Deleted => ("DELETED", &["UPDATING", "CREATED"]),
-        Outcome::Requeued => ("INITIATED", &["FAILED"]),
-    };
+    let (status, from) = outcome.transition();
     sqlx::query(
         "UPDATE deployments SET status = $2, updated_on = clock_timestamp(),
              health = CASE WHEN $2 IN ('DELETED', 'FAILED') THEN 'MISSING' ELSE health END
@@ -204,4 +198,17 @@ pub enum Outcome {
     Deleted,
     /// A failed CREATE put back in the queue by `depman dlq replay`.
     Requeued,
+}
+
+impl Outcome {
+    /// The status it leads to, and the statuses it may leave.
+    pub fn transition(self) -> (&'static str, &'static [&'static str]) {
+        match self {
+            // Applied: the rollout is the sync's to follow.
+            Self::Created => ("UPDATING", &["INITIATED"]),
+            Self::CreateFailed => ("FAILED", &["INITIATED"]),
+            Self::Deleted => ("DELETED", &["UPDATING", "CREATED"]),
+            Self::Requeued => ("INITIATED", &["FAILED"]),
+        }
+    }
 }

@@ -6,7 +6,10 @@ use sqlx::{FromRow, PgConnection, PgExecutor, PgPool, types::Json};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::paging::{Cursor, Page};
+use super::{
+    deployments::Outcome,
+    paging::{Cursor, Page},
+};
 use crate::domain::{
     spec::DeploymentSpec,
     status::{RequestStatus, RequestType},
@@ -209,24 +212,13 @@ pub struct Waiting {
     pub spec: Json<DeploymentSpec>,
     /// The owner's `X-User-ID`, for the Deployment's owner annotation.
     pub owner: String,
+    /// The newest request of the identifier that succeeded.
+    pub newest_success: Option<i64>,
 }
 
-/// Where a request stands, read before taking its deployment's lock.
-#[derive(Debug, Clone, FromRow)]
-pub struct Progress {
-    pub identifier: String,
-    pub sequence: i64,
-    pub status: RequestStatus,
-}
-
-pub async fn progress(db: impl PgExecutor<'_>, id: Uuid) -> Result<Option<Progress>, sqlx::Error> {
-    sqlx::query_as("SELECT identifier, sequence, status FROM deployment_requests WHERE id = $1")
-        .bind(id)
-        .fetch_optional(db)
-        .await
-}
-
-/// The requests of `identifier` still waiting, up to `sequence`, oldest first.
+/// The requests of `identifier` still waiting, up to `sequence`, oldest
+/// first, each with the sequence number of the newest request of the
+/// identifier that succeeded.
 pub async fn waiting_up_to(
     db: impl PgExecutor<'_>,
     identifier: &str,
@@ -234,7 +226,9 @@ pub async fn waiting_up_to(
 ) -> Result<Vec<Waiting>, sqlx::Error> {
     sqlx::query_as(
         "SELECT r.id, r.identifier, r.namespace, r.request_type, r.sequence, r.attempts, r.spec,
-                u.user_external_id AS owner
+                u.user_external_id AS owner,
+                (SELECT max(sequence) FROM deployment_requests
+                 WHERE identifier = $1 AND status = 'SUCCESS') AS newest_success
          FROM deployment_requests r JOIN users u ON u.id = r.user_id
          WHERE r.identifier = $1 AND r.status = 'CREATED' AND r.sequence <= $2
          ORDER BY r.sequence",
@@ -245,35 +239,33 @@ pub async fn waiting_up_to(
     .await
 }
 
-/// The sequence number of the newest request of `identifier` that succeeded.
-pub async fn newest_success(
-    db: impl PgExecutor<'_>,
-    identifier: &str,
-) -> Result<Option<i64>, sqlx::Error> {
-    sqlx::query_scalar(
-        "SELECT max(sequence) FROM deployment_requests WHERE identifier = $1 AND status = 'SUCCESS'",
-    )
-    .bind(identifier)
-    .fetch_one(db)
-    .await
-}
-
-/// Ends a waiting request: `SUCCESS`, or `FAILURE` with its reason. Counts
-/// the attempt that ended it.
+/// Ends a waiting request: `SUCCESS`, or `FAILURE` with its reason, counting
+/// the attempt that ended it, and moves its deployment on by `outcome` in
+/// the same statement.
 pub async fn finish(
     db: impl PgExecutor<'_>,
     id: Uuid,
     status: RequestStatus,
     failure_reason: Option<&str>,
+    outcome: Option<Outcome>,
 ) -> Result<(), sqlx::Error> {
+    let (next, from) = outcome.map(Outcome::transition).unzip();
     sqlx::query(
-        "UPDATE deployment_requests
-         SET status = $2, failure_reason = $3, attempts = attempts + 1, updated_on = clock_timestamp()
-         WHERE id = $1 AND status = 'CREATED'",
+        "WITH finished AS (
+             UPDATE deployment_requests
+             SET status = $2, failure_reason = $3, attempts = attempts + 1, updated_on = clock_timestamp()
+             WHERE id = $1 AND status = 'CREATED'
+             RETURNING identifier
+         )
+         UPDATE deployments SET status = $4, updated_on = clock_timestamp(),
+             health = CASE WHEN $4 IN ('DELETED', 'FAILED') THEN 'MISSING' ELSE health END
+         WHERE $4 IS NOT NULL AND identifier IN (SELECT identifier FROM finished) AND status = ANY($5)",
     )
     .bind(id)
     .bind(status)
     .bind(failure_reason)
+    .bind(next)
+    .bind(from.map(|from| from.to_vec()))
     .execute(db)
     .await?;
     Ok(())

@@ -112,10 +112,7 @@ async fn settle(ctx: &Context, message: Message) {
     };
     let span =
         tracing::info_span!("request", id = %request.request_id, identifier = %request.identifier);
-    let next = match process::handle(ctx, request.request_id)
-        .instrument(span)
-        .await
-    {
+    let next = match process::handle(ctx, &request).instrument(span).await {
         Ok(next) => next,
         Err(error) => {
             // PostgreSQL or NATS trouble: nothing was recorded as finished.
@@ -124,7 +121,9 @@ async fn settle(ctx: &Context, message: Message) {
         }
     };
     let acked = match next {
-        Next::Done => message.double_ack().await,
+        // A lost acknowledgement only means a redelivery, which finds the
+        // request finished; the worker flushes its acks when it stops.
+        Next::Done => message.ack().await,
         Next::RetryAfter(delay) => message.ack_with(AckKind::Nak(Some(delay))).await,
     };
     if let Err(error) = acked {

@@ -14,15 +14,14 @@ use async_nats::jetstream;
 use kube::Client;
 use rand::Rng;
 use sqlx::{PgConnection, PgPool};
-use uuid::Uuid;
 
 use crate::{
     domain::status::{RequestStatus, RequestType},
     kubernetes::{self, ApplyError},
     metrics::{OutcomeLabels, WorkerMetrics},
-    queue::{DeadLetter, Names},
+    queue::{DeadLetter, Names, RequestMessage},
     store::{
-        deployments::{self, Outcome},
+        deployments::Outcome,
         requests::{self, Waiting},
     },
 };
@@ -49,16 +48,10 @@ pub enum Next {
     RetryAfter(Duration),
 }
 
-/// Carries out request `id`, and every earlier waiting request of its
-/// deployment first.
-pub async fn handle(ctx: &Context, id: Uuid) -> anyhow::Result<Next> {
-    let Some(target) = requests::progress(&ctx.pool, id).await? else {
-        tracing::warn!(%id, "message for an unknown request; dropped");
-        return Ok(Next::Done);
-    };
-    if target.status != RequestStatus::Created {
-        return Ok(Next::Done);
-    }
+/// Carries out the request of `message`, and every earlier waiting request
+/// of its deployment first. A request already finished (a redelivered
+/// message) finds nothing waiting.
+pub async fn handle(ctx: &Context, message: &RequestMessage) -> anyhow::Result<Next> {
     // Both connections are taken before the lock, so that its holder never
     // waits for the pool. The lock lives as long as the `lock` transaction,
     // which holds no row locks (the API is never kept waiting by a slow API
@@ -68,7 +61,7 @@ pub async fn handle(ctx: &Context, id: Uuid) -> anyhow::Result<Next> {
     let mut lock = ctx.pool.begin().await?;
     let locked: bool =
         sqlx::query_scalar("SELECT pg_try_advisory_xact_lock(hashtextextended($1, 0))")
-            .bind(&target.identifier)
+            .bind(&message.identifier)
             .fetch_one(&mut *lock)
             .await?;
     if !locked {
@@ -76,10 +69,10 @@ pub async fn handle(ctx: &Context, id: Uuid) -> anyhow::Result<Next> {
         // this one among them: look again shortly, holding nothing meanwhile.
         return Ok(Next::RetryAfter(backoff(LOCK_WAIT, 1)));
     }
-    let waiting = requests::waiting_up_to(&mut *conn, &target.identifier, target.sequence).await?;
-    let newest_success = requests::newest_success(&mut *conn, &target.identifier).await?;
+    let waiting =
+        requests::waiting_up_to(&mut *conn, &message.identifier, message.sequence).await?;
     for request in waiting {
-        if let Some(delay) = carry_out(ctx, &mut conn, &request, newest_success).await? {
+        if let Some(delay) = carry_out(ctx, &mut conn, &request).await? {
             return Ok(Next::RetryAfter(delay));
         }
     }
@@ -96,14 +89,23 @@ async fn carry_out(
     ctx: &Context,
     conn: &mut PgConnection,
     request: &Waiting,
-    newest_success: Option<i64>,
 ) -> anyhow::Result<Option<Duration>> {
     let kind = type_label(request.request_type);
-    if newest_success.is_some_and(|newest| newest > request.sequence) {
+    if request
+        .newest_success
+        .is_some_and(|newest| newest > request.sequence)
+    {
         // Only a replayed request can be older than one that already took
         // effect: applying it would undo a newer spec.
         let reason = "superseded: a newer request of this deployment already took effect";
-        requests::finish(&mut *conn, request.id, RequestStatus::Failure, Some(reason)).await?;
+        requests::finish(
+            &mut *conn,
+            request.id,
+            RequestStatus::Failure,
+            Some(reason),
+            None,
+        )
+        .await?;
         count(ctx, kind, "superseded");
         return Ok(None);
     }
@@ -122,15 +124,19 @@ async fn carry_out(
         .observe(started.elapsed().as_secs_f64());
     let reason = match result {
         Ok(()) => {
-            requests::finish(&mut *conn, request.id, RequestStatus::Success, None).await?;
             let outcome = match request.request_type {
                 RequestType::Create => Some(Outcome::Created),
                 RequestType::Delete => Some(Outcome::Deleted),
                 RequestType::Update => None,
             };
-            if let Some(outcome) = outcome {
-                deployments::record_outcome(&mut *conn, &request.identifier, outcome).await?;
-            }
+            requests::finish(
+                &mut *conn,
+                request.id,
+                RequestStatus::Success,
+                None,
+                outcome,
+            )
+            .await?;
             tracing::info!(request = %request.id, identifier = %request.identifier, kind, "request carried out");
             count(ctx, kind, "success");
             return Ok(None);
@@ -150,16 +156,15 @@ async fn carry_out(
             reason
         }
     };
+    let outcome = (request.request_type == RequestType::Create).then_some(Outcome::CreateFailed);
     requests::finish(
         &mut *conn,
         request.id,
         RequestStatus::Failure,
         Some(&reason),
+        outcome,
     )
     .await?;
-    if request.request_type == RequestType::Create {
-        deployments::record_outcome(&mut *conn, &request.identifier, Outcome::CreateFailed).await?;
-    }
     tracing::warn!(request = %request.id, identifier = %request.identifier, %reason, "request failed");
     count(ctx, kind, "failure");
     Ok(None)
