@@ -6,7 +6,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use sqlx::{AssertSqlSafe, Connection, PgConnection};
+#[path = "support/mod.rs"]
+mod support;
+use support::{create_database, drop_database, environment, free_port, url_with_database};
 
 const DEPMAN: &str = env!("CARGO_BIN_EXE_depman");
 
@@ -41,31 +43,10 @@ fn help_lists_the_roles_and_their_environment() {
     );
 }
 
-fn environment(name: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set: run `make test`"))
-}
-
-fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.local_addr().expect("address").port()
-}
-
 #[tokio::test]
 async fn the_api_logs_request_ids_and_stops_cleanly_on_sigterm() {
-    let admin_url = environment("DATABASE_URL");
-    let database = format!(
-        "cli_test_{}",
-        &uuid::Uuid::new_v4().simple().to_string()[..12]
-    );
-    let mut admin = PgConnection::connect(&admin_url).await.expect("connect");
-    sqlx::query(AssertSqlSafe(format!(r#"CREATE DATABASE "{database}""#)))
-        .execute(&mut admin)
-        .await
-        .expect("create database");
-    let url = format!(
-        "{}/{database}",
-        admin_url.rsplit_once('/').expect("a database in the URL").0
-    );
+    let database = create_database("cli_test").await;
+    let url = url_with_database(&environment("DATABASE_URL"), &database);
     let addr = format!("127.0.0.1:{}", free_port());
     let mut child = Command::new(DEPMAN)
         .arg("api")
@@ -130,12 +111,7 @@ async fn the_api_logs_request_ids_and_stops_cleanly_on_sigterm() {
     assert_eq!(answered["span"]["user"], "alice");
     assert!(logs.contains("SIGTERM received"), "{logs}");
 
-    sqlx::query(AssertSqlSafe(format!(
-        r#"DROP DATABASE "{database}" WITH (FORCE)"#
-    )))
-    .execute(&mut admin)
-    .await
-    .expect("drop database");
+    drop_database(&database).await;
 }
 
 #[test]

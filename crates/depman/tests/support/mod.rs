@@ -62,6 +62,26 @@ pub async fn create_database(prefix: &str) -> String {
     database
 }
 
+pub async fn drop_database(database: &str) {
+    let mut admin = PgConnection::connect(&environment("DATABASE_URL"))
+        .await
+        .expect("connect as admin");
+    sqlx::query(AssertSqlSafe(format!(
+        r#"DROP DATABASE "{database}" WITH (FORCE)"#
+    )))
+    .execute(&mut admin)
+    .await
+    .expect("drop the test database");
+}
+
+/// A port nothing listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port")
+        .port()
+}
+
 pub fn unique(prefix: &str) -> String {
     format!(
         "{prefix}_{}",
@@ -284,15 +304,7 @@ impl TestApp {
         for stream in [names.requests_stream(), names.dead_letter_stream()] {
             let _ = js.delete_stream(stream).await;
         }
-        let mut admin = PgConnection::connect(&environment("DATABASE_URL"))
-            .await
-            .expect("connect as admin");
-        sqlx::query(AssertSqlSafe(format!(
-            r#"DROP DATABASE "{database}" WITH (FORCE)"#
-        )))
-        .execute(&mut admin)
-        .await
-        .expect("drop the test database");
+        drop_database(&database).await;
     }
 }
 

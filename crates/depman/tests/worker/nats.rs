@@ -9,7 +9,7 @@ use std::{
 
 use crate::{
     cluster::{Cluster, deployment},
-    helpers::{TestApp, status_and_json},
+    helpers::{TestApp, free_port, status_and_json},
 };
 
 struct NatsServer {
@@ -44,13 +44,6 @@ impl NatsServer {
         let _ = self.process.wait();
         (self.port, self.store)
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("a free port")
-        .port()
 }
 
 #[tokio::test]
