@@ -12,8 +12,10 @@ use crate::{
     db, dlq,
     metrics::Metrics,
     queue::Names,
-    settings::{ApiSettings, Command, CommonSettings, WorkerSettings},
-    shutdown, worker,
+    settings::{ApiSettings, Command, CommonSettings, WatcherSettings, WorkerSettings},
+    shutdown,
+    watcher::Watcher,
+    worker,
 };
 
 /// Connections every role shares within one process.
@@ -70,11 +72,16 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
             operations.await??;
             result
         }
+        Command::Watcher { common, watcher } => {
+            let deps = Dependencies::connect(&common).await?;
+            build_watcher(&deps, &watcher).await?.run(stop).await
+        }
         Command::All {
             common,
             api,
             worker,
-        } => run_all(&common, &api, &worker, stop).await,
+            watcher,
+        } => run_all(&common, &api, &worker, &watcher, stop).await,
         Command::Migrate { database } => {
             db::migrate(&db::pool(&database)?, Duration::from_secs(60)).await?;
             tracing::info!("migrations applied");
@@ -107,17 +114,41 @@ async fn run_all(
     common: &CommonSettings,
     api: &ApiSettings,
     worker: &WorkerSettings,
+    watcher: &WatcherSettings,
     stop: CancellationToken,
 ) -> anyhow::Result<()> {
     let deps = Dependencies::connect(common).await?;
     let api = Api::build(&deps, api).await?;
     let worker = build_worker(&deps, worker).await?;
+    let watcher = build_watcher(&deps, watcher).await?;
     // One role stopping on an error stops the others.
-    let (api, worker) = tokio::join!(
+    let (api, worker, watcher) = tokio::join!(
         stop_all_on_exit(api.run_until_stopped(stop.clone()), stop.clone(), "api"),
         stop_all_on_exit(worker.run(stop.clone()), stop.clone(), "worker"),
+        stop_all_on_exit(watcher.run(stop.clone()), stop.clone(), "watcher"),
     );
-    api.and(worker)
+    api.and(worker).and(watcher)
+}
+
+pub async fn build_watcher(
+    deps: &Dependencies,
+    settings: &WatcherSettings,
+) -> anyhow::Result<Watcher> {
+    let identity = std::env::var("HOSTNAME")
+        .map(|host| format!("{host}-{}", std::process::id()))
+        .unwrap_or_else(|_| format!("depman-{}", uuid::Uuid::new_v4().simple()));
+    Ok(Watcher {
+        client: crate::kubernetes::client().await?,
+        js: deps.js.clone(),
+        names: deps.names.clone(),
+        pool: deps.pool.clone(),
+        namespaces: settings.namespaces(),
+        resync_interval: settings.resync_interval,
+        lease_namespace: settings.lease_namespace(),
+        lease_duration: settings.lease_duration,
+        identity,
+        metrics: deps.metrics.watcher.clone(),
+    })
 }
 
 async fn stop_all_on_exit(

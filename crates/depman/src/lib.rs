@@ -16,4 +16,5 @@ pub mod settings;
 pub mod shutdown;
 pub mod store;
 pub mod telemetry;
+pub mod watcher;
 pub mod worker;

@@ -21,6 +21,7 @@ pub struct Metrics {
     pub http: HttpMetrics,
     pub relay: RelayMetrics,
     pub worker: WorkerMetrics,
+    pub watcher: WatcherMetrics,
 }
 
 impl Default for Metrics {
@@ -29,11 +30,13 @@ impl Default for Metrics {
         let http = HttpMetrics::register(&mut registry);
         let relay = RelayMetrics::register(&mut registry);
         let worker = WorkerMetrics::register(&mut registry);
+        let watcher = WatcherMetrics::register(&mut registry);
         Self {
             registry: Arc::new(registry),
             http,
             relay,
             worker,
+            watcher,
         }
     }
 }
@@ -136,12 +139,19 @@ pub struct OutcomeLabels {
     pub outcome: &'static str,
 }
 
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SyncLabels {
+    pub outcome: &'static str,
+}
+
 #[derive(Clone)]
 pub struct WorkerMetrics {
     pub processed: Family<OutcomeLabels, Counter>,
     pub apply_latency: Histogram,
     pub retries: Counter,
     pub dead_letters: Counter,
+    pub synced: Family<SyncLabels, Counter>,
+    pub sync_lag: Histogram,
 }
 
 impl WorkerMetrics {
@@ -170,11 +180,78 @@ impl WorkerMetrics {
             "Requests dead-lettered after their retries",
             dead_letters.clone(),
         );
+        let synced = Family::default();
+        registry.register(
+            "sync_events_applied",
+            "Sync events handled, by outcome (updated, deleted, unchanged)",
+            synced.clone(),
+        );
+        let sync_lag = seconds_histogram();
+        registry.register(
+            "sync_lag_seconds",
+            "Time from the watcher seeing a change to the row being written",
+            sync_lag.clone(),
+        );
         Self {
             processed,
             apply_latency,
             retries,
             dead_letters,
+            synced,
+            sync_lag,
+        }
+    }
+
+    pub fn observe_sync(
+        &self,
+        synced: crate::worker::sync::Synced,
+        observed_on: chrono::DateTime<chrono::Utc>,
+    ) {
+        use crate::worker::sync::Synced;
+        let outcome = match synced {
+            Synced::Updated => "updated",
+            Synced::Deleted => "deleted",
+            Synced::Unchanged => "unchanged",
+        };
+        self.synced.get_or_create(&SyncLabels { outcome }).inc();
+        if synced != Synced::Unchanged {
+            let lag = chrono::Utc::now() - observed_on;
+            self.sync_lag.observe(lag.as_seconds_f64().max(0.0));
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct WatcherMetrics {
+    pub published: Counter,
+    pub resync: Histogram,
+    pub leader: Gauge,
+}
+
+impl WatcherMetrics {
+    fn register(registry: &mut Registry) -> Self {
+        let published = Counter::default();
+        registry.register(
+            "sync_events_published",
+            "Sync events the watcher published",
+            published.clone(),
+        );
+        let resync = seconds_histogram();
+        registry.register(
+            "resync_duration_seconds",
+            "Time of one full resync",
+            resync.clone(),
+        );
+        let leader = Gauge::default();
+        registry.register(
+            "watcher_leader",
+            "1 while this watcher holds the lease",
+            leader.clone(),
+        );
+        Self {
+            published,
+            resync,
+            leader,
         }
     }
 }

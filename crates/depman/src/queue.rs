@@ -69,6 +69,34 @@ impl Names {
     pub fn worker_consumer(&self) -> String {
         format!("{}_worker", self.prefix)
     }
+
+    pub fn sync_stream(&self) -> String {
+        format!("{}_sync", self.prefix)
+    }
+
+    /// One subject per Deployment (`*` for every namespace or name).
+    pub fn sync_subject(&self, namespace: &str, name: &str) -> String {
+        format!("{}.sync.{namespace}.{name}", self.prefix)
+    }
+
+    pub fn sync_consumer(&self) -> String {
+        format!("{}_sync", self.prefix)
+    }
+
+    /// The Lease the watchers elect their leader with.
+    pub fn watcher_lease(&self) -> String {
+        format!("{}-watcher", self.prefix.replace('_', "-").to_lowercase())
+    }
+}
+
+/// "Look at this Deployment again": the sync reads the live object itself,
+/// so the event only names it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SyncEvent {
+    pub namespace: String,
+    pub name: String,
+    /// When the watcher saw the change (for the sync-lag metric).
+    pub observed_on: chrono::DateTime<chrono::Utc>,
 }
 
 /// What the relay publishes for an accepted request: the worker reads the
@@ -101,6 +129,16 @@ pub async fn ensure_streams(js: &jetstream::Context, names: &Names) -> anyhow::R
         retention: RetentionPolicy::WorkQueue,
         storage: StorageType::File,
         duplicate_window: DUPLICATE_WINDOW,
+        ..Default::default()
+    })
+    .await?;
+    js.create_or_update_stream(stream::Config {
+        name: names.sync_stream(),
+        subjects: vec![names.sync_subject("*", "*")],
+        retention: RetentionPolicy::WorkQueue,
+        storage: StorageType::File,
+        // Collapses the same change seen twice (uid and resource version).
+        duplicate_window: Duration::from_secs(120),
         ..Default::default()
     })
     .await?;
@@ -139,6 +177,29 @@ pub async fn worker_consumer(
     Ok(consumer)
 }
 
+/// The durable pull consumer of sync events that all workers share.
+pub async fn sync_consumer(js: &jetstream::Context, names: &Names) -> anyhow::Result<PullConsumer> {
+    ensure_streams(js, names).await?;
+    let stream = js.get_stream(names.sync_stream()).await?;
+    let config = pull::Config {
+        durable_name: Some(names.sync_consumer()),
+        ack_policy: AckPolicy::Explicit,
+        deliver_policy: DeliverPolicy::All,
+        ack_wait: ACK_WAIT,
+        max_deliver: MAX_DELIVER,
+        max_ack_pending: 10_000,
+        ..Default::default()
+    };
+    let consumer = match stream
+        .get_consumer::<pull::Config>(&names.sync_consumer())
+        .await
+    {
+        Ok(_) => stream.update_consumer(config).await?,
+        Err(_) => stream.create_consumer(config).await?,
+    };
+    Ok(consumer)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -151,5 +212,8 @@ mod tests {
         assert_eq!(names.dead_letter_stream(), "t1_dead_letters");
         assert_eq!(names.dead_letter_subject("web"), "t1.dead.web");
         assert_eq!(names.worker_consumer(), "t1_worker");
+        assert_eq!(names.sync_stream(), "t1_sync");
+        assert_eq!(names.sync_subject("ns", "web"), "t1.sync.ns.web");
+        assert_eq!(names.watcher_lease(), "t1-watcher");
     }
 }

@@ -30,6 +30,14 @@ pub enum Command {
         #[command(flatten)]
         worker: WorkerSettings,
     },
+    /// Watch the Deployments depman manages and publish a sync event per
+    /// change (cluster access as for the worker).
+    Watcher {
+        #[command(flatten)]
+        common: CommonSettings,
+        #[command(flatten)]
+        watcher: WatcherSettings,
+    },
     /// Run every role in one process, for local use.
     All {
         #[command(flatten)]
@@ -38,6 +46,8 @@ pub enum Command {
         api: ApiSettings,
         #[command(flatten)]
         worker: WorkerSettings,
+        #[command(flatten)]
+        watcher: WatcherSettings,
     },
     /// Apply pending database migrations and exit.
     Migrate {
@@ -138,6 +148,50 @@ pub struct WorkerSettings {
     /// How long a stopping worker waits for the requests in flight.
     #[arg(long, env = "DEPMAN_SHUTDOWN_TIMEOUT", default_value = "20s", value_parser = humantime::parse_duration)]
     pub shutdown_timeout: Duration,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct WatcherSettings {
+    /// Comma-separated namespaces to watch; empty: all.
+    #[arg(
+        long,
+        env = "DEPMAN_WATCH_NAMESPACES",
+        value_delimiter = ',',
+        default_value = ""
+    )]
+    pub watch_namespaces: Vec<String>,
+
+    /// Period of the full resync.
+    #[arg(long, env = "DEPMAN_RESYNC_INTERVAL", default_value = "5m", value_parser = humantime::parse_duration)]
+    pub resync_interval: Duration,
+
+    /// Namespace of the watchers' Lease (default: the pod's own, or
+    /// `default` outside a cluster).
+    #[arg(long, env = "DEPMAN_LEASE_NAMESPACE")]
+    pub lease_namespace: Option<String>,
+
+    /// How long a leader holds the Lease without renewing it; another
+    /// replica takes over within two of these after the leader dies.
+    #[arg(long, env = "DEPMAN_LEASE_DURATION", default_value = "15s", value_parser = humantime::parse_duration)]
+    pub lease_duration: Duration,
+}
+
+impl WatcherSettings {
+    pub fn namespaces(&self) -> Vec<String> {
+        self.watch_namespaces
+            .iter()
+            .map(|ns| ns.trim().to_owned())
+            .filter(|ns| !ns.is_empty())
+            .collect()
+    }
+
+    pub fn lease_namespace(&self) -> String {
+        self.lease_namespace.clone().unwrap_or_else(|| {
+            std::fs::read_to_string("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+                .map(|ns| ns.trim().to_owned())
+                .unwrap_or_else(|_| "default".to_owned())
+        })
+    }
 }
 
 /// Stream and subject names are built from the prefix, so it may hold only

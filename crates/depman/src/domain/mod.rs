@@ -5,6 +5,7 @@ pub mod image;
 pub mod labels;
 pub mod names;
 pub mod quantity;
+pub mod rollout;
 pub mod spec;
 pub mod status;
 

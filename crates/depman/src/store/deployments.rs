@@ -212,3 +212,100 @@ impl Outcome {
         }
     }
 }
+
+/// The live state of a Deployment, as the sync read it.
+#[derive(Debug, Clone)]
+pub struct Live {
+    pub image: Option<String>,
+    pub status: DeploymentStatus,
+    pub health: Health,
+    pub replicas: i32,
+    pub ready_replicas: i32,
+    pub available_replicas: i32,
+    pub updated_replicas: i32,
+    pub generation: i64,
+    pub observed_generation: i64,
+    pub conditions: Vec<Condition>,
+    pub resource_version: String,
+    pub metadata: serde_json::Value,
+}
+
+/// Writes the live state of a Deployment depman manages. Returns false when
+/// no row took it: an unknown Deployment (not adopted), a row already gone,
+/// or one that holds a newer resource version (a late event never moves a
+/// row back). An accepted request still waiting keeps the row `UPDATING`.
+pub async fn record_live(
+    db: impl PgExecutor<'_>,
+    namespace: &str,
+    identifier: &str,
+    live: &Live,
+) -> Result<bool, sqlx::Error> {
+    let updated = sqlx::query(
+        "UPDATE deployments SET
+             image = coalesce($3, image),
+             status = CASE WHEN EXISTS (
+                     SELECT 1 FROM deployment_requests
+                     WHERE identifier = $2 AND status = 'CREATED' AND request_type IN ('CREATE', 'UPDATE'))
+                 THEN 'UPDATING' ELSE $4 END,
+             health = $5, replicas = $6, ready_replicas = $7, available_replicas = $8,
+             updated_replicas = $9, generation = $10, observed_generation = $11,
+             conditions = $12, resource_version = $13, metadata = $14, updated_on = clock_timestamp()
+         WHERE namespace = $1 AND identifier = $2
+           AND status IN ('INITIATED', 'UPDATING', 'CREATED')
+           AND (resource_version IS NULL
+                OR NOT ($13 ~ '^[0-9]+$' AND resource_version ~ '^[0-9]+$')
+                OR $13::numeric >= resource_version::numeric)",
+    )
+    .bind(namespace)
+    .bind(identifier)
+    .bind(&live.image)
+    .bind(live.status)
+    .bind(live.health)
+    .bind(live.replicas)
+    .bind(live.ready_replicas)
+    .bind(live.available_replicas)
+    .bind(live.updated_replicas)
+    .bind(live.generation)
+    .bind(live.observed_generation)
+    .bind(Json(&live.conditions))
+    .bind(&live.resource_version)
+    .bind(&live.metadata)
+    .execute(db)
+    .await?;
+    Ok(updated.rows_affected() == 1)
+}
+
+/// Kubernetes no longer has the Deployment: a row whose CREATE was applied
+/// becomes `DELETED` (an `INITIATED` one waits for its CREATE). Returns
+/// whether a row changed.
+pub async fn record_missing(
+    db: impl PgExecutor<'_>,
+    namespace: &str,
+    identifier: &str,
+) -> Result<bool, sqlx::Error> {
+    let updated = sqlx::query(
+        "UPDATE deployments SET status = 'DELETED', health = 'MISSING', ready_replicas = 0,
+             available_replicas = 0, updated_replicas = 0, updated_on = clock_timestamp()
+         WHERE namespace = $1 AND identifier = $2 AND status IN ('UPDATING', 'CREATED')",
+    )
+    .bind(namespace)
+    .bind(identifier)
+    .execute(db)
+    .await?;
+    Ok(updated.rows_affected() == 1)
+}
+
+/// The Deployments the database expects Kubernetes to have (their CREATE was
+/// applied, and they were not deleted), in `namespaces` (all when empty).
+pub async fn expected_present(
+    db: impl PgExecutor<'_>,
+    namespaces: &[String],
+) -> Result<Vec<(String, String)>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT namespace, identifier FROM deployments
+         WHERE status IN ('UPDATING', 'CREATED') AND (cardinality($1::text[]) = 0 OR namespace = ANY($1))",
+    )
+    .bind(namespaces)
+    .fetch_all(db)
+    .await
+}

@@ -3,6 +3,7 @@
 //! its request is finished.
 
 pub mod process;
+pub mod sync;
 
 use std::{sync::Arc, time::Duration};
 
@@ -34,6 +35,13 @@ impl Worker {
     /// requests in flight `shutdown_timeout` to finish, and leaves the rest
     /// to be redelivered.
     pub async fn run(self, stop: CancellationToken) -> anyhow::Result<()> {
+        let sync = tokio::spawn(sync::run(self.ctx.clone(), self.concurrency, stop.clone()));
+        let requests = self.run_requests(stop).await;
+        sync.await??;
+        requests
+    }
+
+    async fn run_requests(self, stop: CancellationToken) -> anyhow::Result<()> {
         let consumer = loop {
             match queue::worker_consumer(&self.ctx.js, &self.ctx.names).await {
                 Ok(consumer) => break consumer,

@@ -301,7 +301,7 @@ impl TestApp {
     pub async fn finish(self) {
         let (js, names) = (self.deps.js.clone(), self.deps.names.clone());
         let database = self.stop().await;
-        for stream in [names.requests_stream(), names.dead_letter_stream()] {
+        for stream in [names.requests_stream(), names.dead_letter_stream(), names.sync_stream()] {
             let _ = js.delete_stream(stream).await;
         }
         drop_database(&database).await;

@@ -1,0 +1,164 @@
+//! The sync path of the worker: for each sync event, read the live
+//! Deployment from the API server and write its state into the
+//! `deployments` row. Events that arrive late or twice do no harm: the
+//! object is always read fresh, and a row never takes an older resource
+//! version than it holds.
+
+use std::time::Duration;
+
+use async_nats::jetstream::AckKind;
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::Deployment;
+use kube::Api;
+use tokio_util::sync::CancellationToken;
+
+use super::Context;
+use crate::{
+    domain::rollout,
+    kubernetes::{self, MANAGED_BY},
+    queue::{self, SyncEvent},
+    store::deployments::{self, Condition, Live},
+};
+
+/// What the sync made of an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Synced {
+    Updated,
+    Deleted,
+    /// Nothing to write: not depman's, unknown to the database (never
+    /// adopted), or the row already holds this state or a newer one.
+    Unchanged,
+}
+
+/// Reads the Deployment of `event` and records what it is now.
+pub async fn sync(ctx: &Context, event: &SyncEvent) -> anyhow::Result<Synced> {
+    let api: Api<Deployment> = Api::namespaced(ctx.kube.clone(), &event.namespace);
+    let live = api
+        .get_opt(&event.name)
+        .await
+        .map_err(kubernetes::classify)?;
+    let Some(live) = live else {
+        let deleted = deployments::record_missing(&ctx.pool, &event.namespace, &event.name).await?;
+        return Ok(if deleted {
+            Synced::Deleted
+        } else {
+            Synced::Unchanged
+        });
+    };
+    let labels = live.metadata.labels.clone().unwrap_or_default();
+    if labels.get(MANAGED_BY.0).map(String::as_str) != Some(MANAGED_BY.1) {
+        return Ok(Synced::Unchanged);
+    }
+    let updated =
+        deployments::record_live(&ctx.pool, &event.namespace, &event.name, &live_state(&live))
+            .await?;
+    if !updated {
+        tracing::debug!(namespace = %event.namespace, name = %event.name, "labelled Deployment not taken: unknown to depman or older than the row");
+    }
+    Ok(if updated {
+        Synced::Updated
+    } else {
+        Synced::Unchanged
+    })
+}
+
+fn live_state(deployment: &Deployment) -> Live {
+    let (status, health) = rollout::assess(deployment);
+    let observed = deployment.status.clone().unwrap_or_default();
+    let image = deployment
+        .spec
+        .template
+        .spec
+        .as_ref()
+        .and_then(|pod| pod.containers.first())
+        .and_then(|container| container.image.clone());
+    let conditions = observed
+        .conditions
+        .unwrap_or_default()
+        .into_iter()
+        .map(|c| Condition {
+            kind: c.type_.unwrap_or_default(),
+            status: c.status.unwrap_or_default(),
+            reason: c.reason,
+            message: c.message,
+        })
+        .collect();
+    Live {
+        image,
+        status,
+        health,
+        replicas: deployment.spec.replicas.unwrap_or(1),
+        ready_replicas: observed.ready_replicas.unwrap_or(0),
+        available_replicas: observed.available_replicas.unwrap_or(0),
+        updated_replicas: observed.updated_replicas.unwrap_or(0),
+        generation: deployment.metadata.generation.unwrap_or(0),
+        observed_generation: observed.observed_generation.unwrap_or(0),
+        conditions,
+        resource_version: deployment
+            .metadata
+            .resource_version
+            .clone()
+            .unwrap_or_default(),
+        metadata: serde_json::json!({
+            "labels": deployment.metadata.labels,
+            "annotations": deployment.metadata.annotations,
+            "uid": deployment.metadata.uid,
+        }),
+    }
+}
+
+/// Consumes sync events until `stop` is cancelled.
+pub async fn run(ctx: Context, concurrency: usize, stop: CancellationToken) -> anyhow::Result<()> {
+    let consumer = loop {
+        match queue::sync_consumer(&ctx.js, &ctx.names).await {
+            Ok(consumer) => break consumer,
+            Err(error) => {
+                tracing::warn!(
+                    error = format!("{error:#}"),
+                    "sync: JetStream not ready; retrying"
+                );
+                tokio::select! {
+                    _ = stop.cancelled() => return Ok(()),
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
+            }
+        }
+    };
+    let messages = consumer
+        .stream()
+        .max_messages_per_batch(concurrency)
+        .messages()
+        .await?;
+    messages
+        .take_until(stop.cancelled())
+        .for_each_concurrent(concurrency, |message| {
+            let ctx = ctx.clone();
+            async move {
+                let Ok(message) = message else { return };
+                let event: SyncEvent = match serde_json::from_slice(&message.payload) {
+                    Ok(event) => event,
+                    Err(error) => {
+                        tracing::error!(%error, "unreadable sync event; terminated");
+                        let _ = message.ack_with(AckKind::Term).await;
+                        return;
+                    }
+                };
+                let acked = match sync(&ctx, &event).await {
+                    Ok(synced) => {
+                        ctx.metrics.observe_sync(synced, event.observed_on);
+                        message.ack().await
+                    }
+                    Err(error) => {
+                        tracing::warn!(error = format!("{error:#}"), namespace = %event.namespace, name = %event.name, "sync failed; will retry");
+                        message.ack_with(AckKind::Nak(Some(Duration::from_millis(500)))).await
+                    }
+                };
+                if let Err(error) = acked {
+                    tracing::warn!(%error, "acknowledging a sync event failed");
+                }
+            }
+        })
+        .await;
+    let _ = ctx.js.client().flush().await;
+    Ok(())
+}
