@@ -25,7 +25,7 @@ fn help(args: &[&str]) -> String {
 #[test]
 fn help_lists_the_roles_and_their_environment() {
     let top = help(&[]);
-    for role in ["api", "worker", "all", "migrate", "dlq"] {
+    for role in ["api", "worker", "watcher", "all", "migrate", "dlq"] {
         assert!(top.contains(role), "{role} missing from:\n{top}");
     }
     let api = help(&["api"]);

@@ -18,13 +18,17 @@ use serde_json::Value;
 use sqlx::{AssertSqlSafe, Connection, PgConnection, PgPool};
 use tokio_util::sync::CancellationToken;
 
+/// A role running in the test's process, and what stops it.
+type Role = (
+    CancellationToken,
+    tokio::task::JoinHandle<anyhow::Result<()>>,
+);
+
 pub struct TestApp {
     pub addr: SocketAddr,
     pub deps: Dependencies,
-    workers: Vec<(
-        CancellationToken,
-        tokio::task::JoinHandle<anyhow::Result<()>>,
-    )>,
+    workers: Vec<Role>,
+    watchers: Vec<Option<Role>>,
     pub database: String,
     pub pool: PgPool,
     client: reqwest::Client,
@@ -131,6 +135,7 @@ impl TestApp {
             addr,
             deps,
             workers: Vec::new(),
+            watchers: Vec::new(),
             database: database.to_owned(),
             pool: PgPool::connect(&direct_url)
                 .await
@@ -165,6 +170,75 @@ impl TestApp {
         self.workers
             .push((stop.clone(), tokio::spawn(worker.run(stop))));
         self.workers.len() - 1
+    }
+
+    /// Starts a watcher in this process on `namespaces`, with metrics of its
+    /// own; returns its index for [`TestApp::watcher`].
+    pub fn start_watcher(
+        &mut self,
+        kube: kube::Client,
+        namespaces: Vec<String>,
+        lease_duration: std::time::Duration,
+    ) -> (usize, depman::metrics::WatcherMetrics) {
+        let metrics = depman::metrics::Metrics::default().watcher;
+        let watcher = depman::watcher::Watcher {
+            client: kube,
+            js: self.deps.js.clone(),
+            names: self.deps.names.clone(),
+            pool: self.deps.pool.clone(),
+            namespaces,
+            resync_interval: std::time::Duration::from_secs(300),
+            lease_namespace: "default".into(),
+            lease_duration,
+            identity: unique("watcher"),
+            metrics: metrics.clone(),
+        };
+        let stop = CancellationToken::new();
+        self.watchers
+            .push(Some((stop.clone(), tokio::spawn(watcher.run(stop)))));
+        (self.watchers.len() - 1, metrics)
+    }
+
+    /// Stops watcher `index` cleanly (it releases the lease).
+    pub async fn stop_watcher(&mut self, index: usize) {
+        let (stop, task) = self.watchers[index].take().expect("a running watcher");
+        stop.cancel();
+        task.await
+            .expect("the watcher task ends")
+            .expect("the watcher stops cleanly");
+    }
+
+    /// Kills watcher `index` outright: it keeps the lease until it expires.
+    pub fn kill_watcher(&mut self, index: usize) {
+        if let Some((_, task)) = &self.watchers[index] {
+            task.abort();
+        }
+    }
+
+    /// Waits until deployment `identifier` of `user` satisfies `check`.
+    pub async fn deployment_until(
+        &self,
+        user: &str,
+        identifier: &str,
+        within: std::time::Duration,
+        check: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let (_, deployment) = status_and_json(
+                self.get(user, &format!("/api/v1/deployments/{identifier}"))
+                    .await,
+            )
+            .await;
+            if check(&deployment) {
+                return deployment;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "deployment {identifier} not as expected after {within:?}: {deployment}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
     }
 
     /// Waits until request `id` of `user` is SUCCESS or FAILURE, and returns it.
@@ -280,6 +354,10 @@ impl TestApp {
 
     /// Stops the API and closes its connections; returns its database.
     pub async fn stop(mut self) -> String {
+        for (stop, watcher) in self.watchers.drain(..).flatten() {
+            stop.cancel();
+            let _ = watcher.await;
+        }
         for (stop, worker) in self.workers.drain(..) {
             stop.cancel();
             worker
@@ -301,7 +379,11 @@ impl TestApp {
     pub async fn finish(self) {
         let (js, names) = (self.deps.js.clone(), self.deps.names.clone());
         let database = self.stop().await;
-        for stream in [names.requests_stream(), names.dead_letter_stream(), names.sync_stream()] {
+        for stream in [
+            names.requests_stream(),
+            names.dead_letter_stream(),
+            names.sync_stream(),
+        ] {
             let _ = js.delete_stream(stream).await;
         }
         drop_database(&database).await;

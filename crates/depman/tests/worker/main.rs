@@ -11,3 +11,4 @@ mod lifecycle;
 mod nats;
 mod ordering;
 mod outage;
+mod sync;

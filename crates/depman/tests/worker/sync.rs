@@ -1,0 +1,296 @@
+//! The database follows Kubernetes: rollouts, changes made directly in the
+//! cluster, and changes made while no watcher ran.
+
+use std::time::Duration;
+
+use k8s_openapi::api::{apps::v1::Deployment, core::v1::ResourceQuota};
+use kube::{
+    Api,
+    api::{DeleteParams, Patch, PatchParams},
+};
+use serde_json::{Value, json};
+
+use crate::{
+    cluster::{Cluster, deployment},
+    helpers::{TestApp, status_and_json},
+};
+
+const LEASE: Duration = Duration::from_secs(3);
+
+async fn stack(cluster: &Cluster) -> TestApp {
+    let mut app = TestApp::spawn().await;
+    app.start_worker(cluster.client.clone(), 8, Duration::from_millis(200));
+    app.start_watcher(
+        cluster.client.clone(),
+        vec![cluster.namespace.clone()],
+        LEASE,
+    );
+    app
+}
+
+async fn created(app: &TestApp, body: &Value) -> String {
+    let (status, request) = status_and_json(app.create("sam", body).await).await;
+    assert_eq!(status, 202, "{request}");
+    let id = request["id"].as_str().expect("a request id").to_owned();
+    assert_eq!(
+        app.terminal("sam", &id, Duration::from_secs(60)).await["status"],
+        "SUCCESS"
+    );
+    id
+}
+
+fn patch(cluster: &Cluster, name: &str, change: Value) -> impl Future<Output = ()> {
+    let api: Api<Deployment> = cluster.deployments();
+    let name = name.to_owned();
+    async move {
+        api.patch(&name, &PatchParams::default(), &Patch::Merge(change))
+            .await
+            .expect("patch the Deployment");
+    }
+}
+
+#[tokio::test]
+async fn a_create_rolls_out_to_created_and_healthy() {
+    let cluster = Cluster::with_namespace().await;
+    let app = stack(&cluster).await;
+    let mut body = deployment("web", &cluster.namespace);
+    body["replicas"] = json!(2);
+    created(&app, &body).await;
+    let row = app
+        .deployment_until("sam", "web", Duration::from_secs(30), |d| {
+            d["status"] == "CREATED" && d["health"] == "HEALTHY"
+        })
+        .await;
+    assert_eq!(row["ready_replicas"], 2);
+    assert_eq!(row["replicas"], 2);
+    assert_eq!(row["observed_generation"], row["generation"]);
+    assert!(row["resource_version"].is_string());
+    app.finish().await;
+    cluster.finish().await;
+}
+
+#[tokio::test]
+async fn changes_made_in_the_cluster_show_within_seconds() {
+    let cluster = Cluster::with_namespace().await;
+    let app = stack(&cluster).await;
+    created(&app, &deployment("web", &cluster.namespace)).await;
+    let within = Duration::from_secs(5);
+    app.deployment_until("sam", "web", Duration::from_secs(30), |d| {
+        d["status"] == "CREATED"
+    })
+    .await;
+
+    patch(&cluster, "web", json!({"spec": {"replicas": 4}})).await;
+    app.deployment_until("sam", "web", within, |d| d["replicas"] == 4)
+        .await;
+    app.deployment_until("sam", "web", Duration::from_secs(30), |d| {
+        d["ready_replicas"] == 4
+    })
+    .await;
+
+    let image = json!({"spec": {"template": {"spec": {"containers": [{"name": "web", "image": "nginx:1.29"}]}}}});
+    patch(&cluster, "web", image).await;
+    app.deployment_until("sam", "web", within, |d| d["image"] == "nginx:1.29")
+        .await;
+
+    cluster
+        .deployments()
+        .delete("web", &DeleteParams::default())
+        .await
+        .expect("delete");
+    let row = app
+        .deployment_until("sam", "web", within, |d| d["status"] == "DELETED")
+        .await;
+    assert_eq!(row["health"], "MISSING");
+    app.finish().await;
+    cluster.finish().await;
+}
+
+#[tokio::test]
+async fn changes_made_while_no_watcher_ran_show_when_one_starts() {
+    let cluster = Cluster::with_namespace().await;
+    let mut app = TestApp::spawn().await;
+    app.start_worker(cluster.client.clone(), 8, Duration::from_millis(200));
+    let (first, _) = app.start_watcher(
+        cluster.client.clone(),
+        vec![cluster.namespace.clone()],
+        LEASE,
+    );
+    created(&app, &deployment("gone", &cluster.namespace)).await;
+    created(&app, &deployment("scaled", &cluster.namespace)).await;
+    for name in ["gone", "scaled"] {
+        app.deployment_until("sam", name, Duration::from_secs(30), |d| {
+            d["status"] == "CREATED"
+        })
+        .await;
+    }
+
+    app.stop_watcher(first).await;
+    cluster
+        .deployments()
+        .delete("gone", &DeleteParams::default())
+        .await
+        .expect("delete");
+    patch(&cluster, "scaled", json!({"spec": {"replicas": 3}})).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (_, stale) = status_and_json(app.get("sam", "/api/v1/deployments/gone").await).await;
+    assert_eq!(
+        stale["status"], "CREATED",
+        "nothing watched meanwhile: {stale}"
+    );
+
+    app.start_watcher(
+        cluster.client.clone(),
+        vec![cluster.namespace.clone()],
+        LEASE,
+    );
+    let within = Duration::from_secs(10);
+    app.deployment_until("sam", "gone", within, |d| d["status"] == "DELETED")
+        .await;
+    app.deployment_until("sam", "scaled", within, |d| d["replicas"] == 3)
+        .await;
+    app.finish().await;
+    cluster.finish().await;
+}
+
+#[tokio::test]
+async fn a_quota_that_forbids_the_pods_makes_the_deployment_degraded() {
+    let cluster = Cluster::with_namespace().await;
+    let quotas: Api<ResourceQuota> = Api::namespaced(cluster.client.clone(), &cluster.namespace);
+    let quota = json!({"apiVersion": "v1", "kind": "ResourceQuota", "metadata": {"name": "no-pods"}, "spec": {"hard": {"pods": "0"}}});
+    quotas
+        .patch(
+            "no-pods",
+            &PatchParams::apply("depman-tests"),
+            &Patch::Apply(quota),
+        )
+        .await
+        .expect("create the quota");
+    let app = stack(&cluster).await;
+    created(&app, &deployment("blocked", &cluster.namespace)).await;
+    // A short deadline, set beside depman's fields, as an operator would.
+    patch(
+        &cluster,
+        "blocked",
+        json!({"spec": {"progressDeadlineSeconds": 3}}),
+    )
+    .await;
+    let row = app
+        .deployment_until("sam", "blocked", Duration::from_secs(60), |d| {
+            d["health"] == "DEGRADED"
+        })
+        .await;
+    let reasons: Vec<&str> = row["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|c| c["reason"].as_str())
+        .collect();
+    assert!(
+        reasons
+            .iter()
+            .any(|r| ["FailedCreate", "ProgressDeadlineExceeded"].contains(r)),
+        "{row}"
+    );
+    assert_eq!(row["status"], "UPDATING");
+    app.finish().await;
+    cluster.finish().await;
+}
+
+#[tokio::test]
+async fn one_watcher_leads_and_another_takes_over_when_it_dies() {
+    let cluster = Cluster::with_namespace().await;
+    let mut app = TestApp::spawn().await;
+    app.start_worker(cluster.client.clone(), 8, Duration::from_millis(200));
+    let namespaces = vec![cluster.namespace.clone()];
+    let (first, first_metrics) =
+        app.start_watcher(cluster.client.clone(), namespaces.clone(), LEASE);
+    let (_, second_metrics) = app.start_watcher(cluster.client.clone(), namespaces, LEASE);
+    created(&app, &deployment("web", &cluster.namespace)).await;
+    app.deployment_until("sam", "web", Duration::from_secs(30), |d| {
+        d["status"] == "CREATED"
+    })
+    .await;
+    let leaders = first_metrics.leader.get() + second_metrics.leader.get();
+    assert_eq!(leaders, 1, "exactly one leader");
+    let (leader, leader_metrics, follower_metrics) = if first_metrics.leader.get() == 1 {
+        (first, &first_metrics, &second_metrics)
+    } else {
+        (first + 1, &second_metrics, &first_metrics)
+    };
+    assert!(leader_metrics.published.get() > 0);
+    assert_eq!(
+        follower_metrics.published.get(),
+        0,
+        "only the leader publishes"
+    );
+
+    app.kill_watcher(leader);
+    let killed = tokio::time::Instant::now();
+    while follower_metrics.leader.get() == 0 {
+        assert!(
+            killed.elapsed() < LEASE * 2 + Duration::from_secs(2),
+            "no takeover within two lease durations"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    patch(&cluster, "web", json!({"spec": {"replicas": 2}})).await;
+    app.deployment_until("sam", "web", Duration::from_secs(5), |d| d["replicas"] == 2)
+        .await;
+    assert!(follower_metrics.published.get() > 0);
+    app.finish().await;
+    cluster.finish().await;
+}
+
+#[tokio::test]
+async fn deployments_depman_did_not_create_are_never_read_nor_touched() {
+    let cluster = Cluster::with_namespace().await;
+    let app = stack(&cluster).await;
+    let apply = PatchParams::apply("someone-else");
+    for (name, labels) in [
+        ("plain", json!({"app": "plain"})),
+        (
+            "lookalike",
+            json!({"app.kubernetes.io/managed-by": "depman"}),
+        ),
+    ] {
+        let object = json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": name, "labels": labels},
+            "spec": {"replicas": 1, "selector": {"matchLabels": {"app": name}},
+                     "template": {"metadata": {"labels": {"app": name}}, "spec": {"containers": [{"name": "c", "image": "busybox"}]}}}
+        });
+        cluster
+            .deployments()
+            .patch(name, &apply, &Patch::Apply(object))
+            .await
+            .expect("create a foreign Deployment");
+    }
+    created(&app, &deployment("ours", &cluster.namespace)).await;
+    app.deployment_until("sam", "ours", Duration::from_secs(30), |d| {
+        d["status"] == "CREATED"
+    })
+    .await;
+
+    let rows: Vec<String> = sqlx::query_scalar("SELECT identifier FROM deployments")
+        .fetch_all(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(rows, ["ours"]);
+    for name in ["plain", "lookalike"] {
+        let foreign = cluster.deployment(name).await.expect("still there");
+        let managers: Vec<String> = foreign
+            .metadata
+            .managed_fields
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|m| m.manager)
+            .collect();
+        assert!(
+            !managers.contains(&"depman".to_owned()),
+            "{name} was touched: {managers:?}"
+        );
+    }
+    app.finish().await;
+    cluster.finish().await;
+}
