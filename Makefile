@@ -9,7 +9,7 @@ export CARGO_TARGET_DIR ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/depman/target
 ENV_FILE := .devenv/env.sh
 WITH_ENV := set -a && . ./$(ENV_FILE) && set +a &&
 
-.PHONY: help env env-down env-status dev test build build-tests lint fmt bench-api bench-e2e
+.PHONY: help env env-down env-status dev test build build-tests lint fmt bench-api bench-e2e bench-sync
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -48,3 +48,7 @@ bench-api: env ## POST create throughput and latency against a pgbench baseline
 bench-e2e: env ## 500 CREATEs end to end against a kube-rs server-side-apply baseline
 	@cargo build --locked --release --bin depman --example bench_e2e -q
 	@$(WITH_ENV) DEPMAN_BIN=$(CARGO_TARGET_DIR)/release/depman $(CARGO_TARGET_DIR)/release/examples/bench_e2e
+
+bench-sync: env ## sync lag at idle and under churn, resync of 5,000, memory of watcher and worker
+	@cargo build --locked --release --bin depman --example bench_sync -q
+	@$(WITH_ENV) DEPMAN_BIN=$(CARGO_TARGET_DIR)/release/depman $(CARGO_TARGET_DIR)/release/examples/bench_sync
