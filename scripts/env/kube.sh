@@ -23,22 +23,35 @@ node_ready() {
   kubectl_ get node kwok-node-0 -o 'jsonpath={.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null | grep -q True
 }
 
+# How the cluster is made. A cluster made with other settings (an older
+# checkout's) is made anew, since kwokctl keeps them from its creation.
+KUBE_SETTINGS="port=$DEPMAN_KUBE_PORT version=$KUBE_VERSION qps-limits=off"
+KUBE_SETTINGS_FILE=$KWOK_DIR/clusters/$DEPMAN_KUBE_CLUSTER/depman-settings
+
 kube_create() {
   require_free_port "$DEPMAN_KUBE_PORT" DEPMAN_KUBE_PORT
   say "creating the Kubernetes control plane $KUBE_VERSION (kwokctl, binary runtime)"
+  # No client-side rate limits in the controllers and the scheduler: tests
+  # run many rollouts in parallel, and the defaults (20 requests/s) made the
+  # deployment controller fall tens of seconds behind.
   kwokctl create cluster \
     --kubeconfig "" \
+    --disable-qps-limits \
     --kube-apiserver-port "$DEPMAN_KUBE_PORT" \
     --etcd-binary "$(tool_dir etcd "$ETCD_VERSION")/etcd" \
     --kube-apiserver-binary "$(kube_bin kube-apiserver)" \
     --kube-controller-manager-binary "$(kube_bin kube-controller-manager)" \
     --kube-scheduler-binary "$(kube_bin kube-scheduler)" \
     --kwok-controller-binary "$(tool_dir kwok "$KWOK_VERSION")/kwok" \
-    --wait 120s >>"$KWOK_DIR/kwokctl.log" 2>&1
+    --wait 120s >>"$KWOK_DIR/kwokctl.log" 2>&1 && echo "$KUBE_SETTINGS" >"$KUBE_SETTINGS_FILE"
 }
 
 kube_up() {
   mkdir -p "$KWOK_DIR"
+  if [[ -f $KWOK_DIR/clusters/$DEPMAN_KUBE_CLUSTER/kwok.yaml && $(cat "$KUBE_SETTINGS_FILE" 2>/dev/null) != "$KUBE_SETTINGS" ]]; then
+    say "the cluster was made with other settings: making it anew"
+    kwokctl delete cluster >>"$KWOK_DIR/kwokctl.log" 2>&1 || true
+  fi
   if kube_ready; then
     say "Kubernetes already up at https://127.0.0.1:$DEPMAN_KUBE_PORT"
   elif [[ -f $KWOK_DIR/clusters/$DEPMAN_KUBE_CLUSTER/kwok.yaml ]]; then

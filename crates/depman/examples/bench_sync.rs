@@ -143,9 +143,12 @@ async fn main() -> anyhow::Result<()> {
     while let Some(result) = results.next().await {
         result?;
     }
+    // Synced once: the row holds a resource version. (Not CREATED: a
+    // Deployment of 0 replicas may not report an observed generation for a
+    // long time on this cluster, so its rollout never looks complete.)
     wait_for(
         &pool,
-        "SELECT count(*) FROM deployments WHERE status = 'CREATED'",
+        "SELECT count(*) FROM deployments WHERE resource_version IS NOT NULL",
         count as i64,
         Duration::from_secs(900),
     )

@@ -19,7 +19,7 @@ use crate::{
     domain::status::{RequestStatus, RequestType},
     kubernetes::{self, ApplyError},
     metrics::{OutcomeLabels, WorkerMetrics},
-    queue::{DeadLetter, Names, RequestMessage},
+    queue::{DeadLetter, Names, RequestMessage, SyncEvent},
     store::{
         deployments::Outcome,
         requests::{self, Waiting},
@@ -137,6 +137,9 @@ async fn carry_out(
                 outcome,
             )
             .await?;
+            if request.request_type != RequestType::Delete {
+                ask_for_sync(ctx, request).await;
+            }
             tracing::info!(request = %request.id, identifier = %request.identifier, kind, "request carried out");
             count(ctx, kind, "success");
             return Ok(None);
@@ -168,6 +171,34 @@ async fn carry_out(
     tracing::warn!(request = %request.id, identifier = %request.identifier, %reason, "request failed");
     count(ctx, kind, "failure");
     Ok(None)
+}
+
+/// A sync of the deployment once its request is recorded: the watcher's
+/// event for the change may have been handled while the request was still
+/// waiting (which keeps the row `UPDATING`), and nothing else would look at
+/// it again until the rollout moves.
+async fn ask_for_sync(ctx: &Context, request: &Waiting) {
+    let event = SyncEvent {
+        namespace: request.namespace.clone(),
+        name: request.identifier.clone(),
+        observed_on: chrono::Utc::now(),
+    };
+    let subject = ctx
+        .names
+        .sync_subject(&request.namespace, &request.identifier);
+    let published = match serde_json::to_vec(&event) {
+        Ok(payload) => ctx
+            .js
+            .publish(subject, payload.into())
+            .await
+            .map(drop)
+            .map_err(anyhow::Error::from),
+        Err(error) => Err(error.into()),
+    };
+    if let Err(error) = published {
+        // The next change or resync catches up.
+        tracing::warn!(error = format!("{error:#}"), "asking for a sync failed");
+    }
 }
 
 async fn dead_letter(

@@ -181,9 +181,13 @@ async fn paging_is_stable_under_concurrent_inserts() {
     for id in &existing {
         assert!(unique.contains(id.as_str()), "request {id} was skipped");
     }
-    let created: Vec<(&str, &str)> = seen
+    let created: Vec<(chrono::DateTime<chrono::FixedOffset>, &str)> = seen
         .iter()
-        .map(|r| (r["created_on"].as_str().unwrap(), r["id"].as_str().unwrap()))
+        .map(|r| {
+            let created_on =
+                chrono::DateTime::parse_from_rfc3339(r["created_on"].as_str().unwrap()).unwrap();
+            (created_on, r["id"].as_str().unwrap())
+        })
         .collect();
     assert!(created.windows(2).all(|w| w[0] >= w[1]), "not newest first");
     app.finish().await;

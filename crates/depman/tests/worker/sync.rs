@@ -57,7 +57,7 @@ async fn a_create_rolls_out_to_created_and_healthy() {
     body["replicas"] = json!(2);
     created(&app, &body).await;
     let row = app
-        .deployment_until("sam", "web", Duration::from_secs(30), |d| {
+        .deployment_until("sam", "web", Duration::from_secs(60), |d| {
             d["status"] == "CREATED" && d["health"] == "HEALTHY"
         })
         .await;
@@ -75,7 +75,7 @@ async fn changes_made_in_the_cluster_show_within_seconds() {
     let app = stack(&cluster).await;
     created(&app, &deployment("web", &cluster.namespace)).await;
     let within = Duration::from_secs(5);
-    app.deployment_until("sam", "web", Duration::from_secs(30), |d| {
+    app.deployment_until("sam", "web", Duration::from_secs(60), |d| {
         d["status"] == "CREATED"
     })
     .await;
@@ -83,7 +83,7 @@ async fn changes_made_in_the_cluster_show_within_seconds() {
     patch(&cluster, "web", json!({"spec": {"replicas": 4}})).await;
     app.deployment_until("sam", "web", within, |d| d["replicas"] == 4)
         .await;
-    app.deployment_until("sam", "web", Duration::from_secs(30), |d| {
+    app.deployment_until("sam", "web", Duration::from_secs(60), |d| {
         d["ready_replicas"] == 4
     })
     .await;
@@ -119,7 +119,7 @@ async fn changes_made_while_no_watcher_ran_show_when_one_starts() {
     created(&app, &deployment("gone", &cluster.namespace)).await;
     created(&app, &deployment("scaled", &cluster.namespace)).await;
     for name in ["gone", "scaled"] {
-        app.deployment_until("sam", name, Duration::from_secs(30), |d| {
+        app.deployment_until("sam", name, Duration::from_secs(60), |d| {
             d["status"] == "CREATED"
         })
         .await;
@@ -207,7 +207,7 @@ async fn one_watcher_leads_and_another_takes_over_when_it_dies() {
         app.start_watcher(cluster.client.clone(), namespaces.clone(), LEASE);
     let (_, second_metrics) = app.start_watcher(cluster.client.clone(), namespaces, LEASE);
     created(&app, &deployment("web", &cluster.namespace)).await;
-    app.deployment_until("sam", "web", Duration::from_secs(30), |d| {
+    app.deployment_until("sam", "web", Duration::from_secs(60), |d| {
         d["status"] == "CREATED"
     })
     .await;
@@ -267,7 +267,7 @@ async fn deployments_depman_did_not_create_are_never_read_nor_touched() {
             .expect("create a foreign Deployment");
     }
     created(&app, &deployment("ours", &cluster.namespace)).await;
-    app.deployment_until("sam", "ours", Duration::from_secs(30), |d| {
+    app.deployment_until("sam", "ours", Duration::from_secs(60), |d| {
         d["status"] == "CREATED"
     })
     .await;
