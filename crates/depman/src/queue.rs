@@ -153,36 +153,32 @@ pub async fn ensure_streams(js: &jetstream::Context, names: &Names) -> anyhow::R
     Ok(())
 }
 
-/// The durable pull consumer that all workers share.
+/// The durable pull consumer of request messages that all workers share.
 pub async fn worker_consumer(
     js: &jetstream::Context,
     names: &Names,
 ) -> anyhow::Result<PullConsumer> {
-    ensure_streams(js, names).await?;
-    let stream = js.get_stream(names.requests_stream()).await?;
-    let config = pull::Config {
-        durable_name: Some(names.worker_consumer()),
-        ack_policy: AckPolicy::Explicit,
-        deliver_policy: DeliverPolicy::All,
-        ack_wait: ACK_WAIT,
-        max_deliver: MAX_DELIVER,
-        max_ack_pending: 10_000,
-        ..Default::default()
-    };
-    let name = names.worker_consumer();
-    let consumer = match stream.get_consumer::<pull::Config>(&name).await {
-        Ok(_) => stream.update_consumer(config).await?,
-        Err(_) => stream.create_consumer(config).await?,
-    };
-    Ok(consumer)
+    durable_consumer(js, names, names.requests_stream(), names.worker_consumer()).await
 }
 
 /// The durable pull consumer of sync events that all workers share.
 pub async fn sync_consumer(js: &jetstream::Context, names: &Names) -> anyhow::Result<PullConsumer> {
+    durable_consumer(js, names, names.sync_stream(), names.sync_consumer()).await
+}
+
+/// Creates the consumer `name` on `stream`, or brings its settings up to
+/// date: explicit acks, redelivery after `ACK_WAIT`.
+async fn durable_consumer(
+    js: &jetstream::Context,
+    names: &Names,
+    stream: String,
+    name: String,
+) -> anyhow::Result<PullConsumer> {
     ensure_streams(js, names).await?;
-    let stream = js.get_stream(names.sync_stream()).await?;
+    let stream = js.get_stream(stream).await?;
+    let exists = stream.get_consumer::<pull::Config>(&name).await.is_ok();
     let config = pull::Config {
-        durable_name: Some(names.sync_consumer()),
+        durable_name: Some(name),
         ack_policy: AckPolicy::Explicit,
         deliver_policy: DeliverPolicy::All,
         ack_wait: ACK_WAIT,
@@ -190,12 +186,10 @@ pub async fn sync_consumer(js: &jetstream::Context, names: &Names) -> anyhow::Re
         max_ack_pending: 10_000,
         ..Default::default()
     };
-    let consumer = match stream
-        .get_consumer::<pull::Config>(&names.sync_consumer())
-        .await
-    {
-        Ok(_) => stream.update_consumer(config).await?,
-        Err(_) => stream.create_consumer(config).await?,
+    let consumer = if exists {
+        stream.update_consumer(config).await?
+    } else {
+        stream.create_consumer(config).await?
     };
     Ok(consumer)
 }

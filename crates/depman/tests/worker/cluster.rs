@@ -48,6 +48,13 @@ impl Cluster {
             .expect("read a deployment")
     }
 
+    /// The field managers of a Deployment.
+    pub async fn managers(&self, name: &str) -> Vec<String> {
+        let deployment = self.deployment(name).await.expect("the Deployment exists");
+        let fields = deployment.metadata.managed_fields.unwrap_or_default();
+        fields.into_iter().filter_map(|m| m.manager).collect()
+    }
+
     /// Names of the Deployments depman manages in the namespace.
     pub async fn managed(&self) -> Vec<String> {
         let params = ListParams::default().labels("app.kubernetes.io/managed-by=depman");

@@ -39,13 +39,7 @@ async fn create_update_and_delete_take_effect_in_the_cluster() {
     assert_eq!(annotations["depman.io/owner"], "alice");
     assert_eq!(annotations["depman.io/request-id"], id);
     assert_eq!(live.spec.replicas, Some(2));
-    let managers: Vec<String> = live
-        .metadata
-        .managed_fields
-        .unwrap_or_default()
-        .into_iter()
-        .filter_map(|m| m.manager)
-        .collect();
+    let managers = cluster.managers("web").await;
     assert!(managers.contains(&"depman".to_owned()), "{managers:?}");
     let (_, row) = status_and_json(app.get("alice", "/api/v1/deployments/web").await).await;
     assert_eq!(

@@ -278,14 +278,7 @@ async fn deployments_depman_did_not_create_are_never_read_nor_touched() {
         .unwrap();
     assert_eq!(rows, ["ours"]);
     for name in ["plain", "lookalike"] {
-        let foreign = cluster.deployment(name).await.expect("still there");
-        let managers: Vec<String> = foreign
-            .metadata
-            .managed_fields
-            .unwrap_or_default()
-            .into_iter()
-            .filter_map(|m| m.manager)
-            .collect();
+        let managers = cluster.managers(name).await;
         assert!(
             !managers.contains(&"depman".to_owned()),
             "{name} was touched: {managers:?}"
