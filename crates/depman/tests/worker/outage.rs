@@ -118,7 +118,11 @@ async fn requests_out_of_attempts_are_dead_lettered_and_replayed() {
         "the dead letter is gone"
     );
     let (_, row) = status_and_json(app.get("alice", "/api/v1/deployments/web").await).await;
-    assert_eq!(row["status"], "UPDATING");
+    // FAILED when the CREATE gave up; applied now.
+    assert!(
+        row["status"] == "UPDATING" || row["status"] == "CREATED",
+        "{row}"
+    );
     app.finish().await;
     cluster.finish().await;
 }
