@@ -12,7 +12,9 @@ use crate::{
     db, dlq,
     metrics::Metrics,
     queue::Names,
-    settings::{ApiSettings, Command, CommonSettings, WatcherSettings, WorkerSettings},
+    settings::{
+        ApiSettings, Command, CommonSettings, OperationsSettings, WatcherSettings, WorkerSettings,
+    },
     shutdown,
     watcher::Watcher,
     worker,
@@ -64,17 +66,23 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
             let deps = Dependencies::connect(&common).await?;
             Api::build(&deps, &api).await?.run_until_stopped(stop).await
         }
-        Command::Worker { common, worker } => {
+        Command::Worker {
+            common,
+            worker,
+            operations,
+        } => {
             let deps = Dependencies::connect(&common).await?;
-            let operations = serve_operations(&deps, worker.metrics_addr, stop.clone()).await?;
-            let result = build_worker(&deps, &worker).await?.run(stop.clone()).await;
-            stop.cancel();
-            operations.await??;
-            result
+            let role = build_worker(&deps, &worker).await?;
+            with_operations(&deps, &operations, stop, |stop| role.run(stop)).await
         }
-        Command::Watcher { common, watcher } => {
+        Command::Watcher {
+            common,
+            watcher,
+            operations,
+        } => {
             let deps = Dependencies::connect(&common).await?;
-            build_watcher(&deps, &watcher).await?.run(stop).await
+            let role = build_watcher(&deps, &watcher).await?;
+            with_operations(&deps, &operations, stop, |stop| role.run(stop)).await
         }
         Command::All {
             common,
@@ -94,20 +102,30 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
     }
 }
 
-/// `/metrics` and `/healthz` for a role without the API.
-async fn serve_operations(
+/// Runs a role without the API beside a small server of its `/metrics` and
+/// `/healthz`.
+async fn with_operations<R>(
     deps: &Dependencies,
-    addr: std::net::SocketAddr,
+    settings: &OperationsSettings,
     stop: CancellationToken,
-) -> anyhow::Result<tokio::task::JoinHandle<std::io::Result<()>>> {
-    let listener = tokio::net::TcpListener::bind(addr).await?;
-    tracing::info!(%addr, "serving /metrics and /healthz");
+    role: impl FnOnce(CancellationToken) -> R,
+) -> anyhow::Result<()>
+where
+    R: Future<Output = anyhow::Result<()>>,
+{
+    let listener = tokio::net::TcpListener::bind(settings.metrics_addr).await?;
+    tracing::info!(addr = %settings.metrics_addr, "serving /metrics and /healthz");
     let router = crate::http::operations_router(deps.metrics.clone());
-    Ok(tokio::spawn(async move {
+    let stopped = stop.clone();
+    let server = tokio::spawn(async move {
         axum::serve(listener, router)
-            .with_graceful_shutdown(async move { stop.cancelled().await })
+            .with_graceful_shutdown(async move { stopped.cancelled().await })
             .await
-    }))
+    });
+    let result = role(stop.clone()).await;
+    stop.cancel();
+    server.await??;
+    result
 }
 
 async fn run_all(

@@ -29,6 +29,8 @@ pub enum Command {
         common: CommonSettings,
         #[command(flatten)]
         worker: WorkerSettings,
+        #[command(flatten)]
+        operations: OperationsSettings,
     },
     /// Watch the Deployments depman manages and publish a sync event per
     /// change (cluster access as for the worker).
@@ -37,6 +39,8 @@ pub enum Command {
         common: CommonSettings,
         #[command(flatten)]
         watcher: WatcherSettings,
+        #[command(flatten)]
+        operations: OperationsSettings,
     },
     /// Run every role in one process, for local use.
     All {
@@ -124,6 +128,14 @@ pub struct ApiSettings {
     pub http_addr: SocketAddr,
 }
 
+/// Where a role without the API serves `/metrics` and `/healthz`; `depman
+/// all` serves them with the API.
+#[derive(Debug, Clone, Args)]
+pub struct OperationsSettings {
+    #[arg(long, env = "DEPMAN_METRICS_ADDR", default_value = "127.0.0.1:9090")]
+    pub metrics_addr: SocketAddr,
+}
+
 #[derive(Debug, Clone, Args)]
 pub struct WorkerSettings {
     /// Attempts for a transiently failing request before it ends FAILURE.
@@ -139,11 +151,6 @@ pub struct WorkerSettings {
     /// waits twice as long (with jitter), up to a minute.
     #[arg(long, env = "DEPMAN_RETRY_BACKOFF", default_value = "1s", value_parser = humantime::parse_duration)]
     pub retry_backoff: Duration,
-
-    /// Where a worker on its own (`depman worker`) serves `/metrics` and
-    /// `/healthz`; `depman all` serves them with the API.
-    #[arg(long, env = "DEPMAN_METRICS_ADDR", default_value = "127.0.0.1:9090")]
-    pub metrics_addr: SocketAddr,
 
     /// How long a stopping worker waits for the requests in flight.
     #[arg(long, env = "DEPMAN_SHUTDOWN_TIMEOUT", default_value = "20s", value_parser = humantime::parse_duration)]

@@ -41,6 +41,37 @@ fn help_lists_the_roles_and_their_environment() {
         !api.contains("depman:depman@"),
         "the database password shows in:\n{api}"
     );
+    let roles = [
+        (
+            "worker",
+            &[
+                "DEPMAN_MAX_ATTEMPTS",
+                "DEPMAN_WORKER_CONCURRENCY",
+                "DEPMAN_RETRY_BACKOFF",
+                "DEPMAN_METRICS_ADDR",
+                "KUBECONFIG",
+            ][..],
+        ),
+        (
+            "watcher",
+            &[
+                "DEPMAN_WATCH_NAMESPACES",
+                "DEPMAN_RESYNC_INTERVAL",
+                "DEPMAN_LEASE_DURATION",
+                "DEPMAN_METRICS_ADDR",
+            ][..],
+        ),
+    ];
+    for (role, variables) in roles {
+        let text = help(&[role]);
+        for variable in variables {
+            assert!(
+                text.contains(variable),
+                "{variable} missing from {role}:\n{text}"
+            );
+        }
+    }
+    assert!(help(&["dlq", "replay"]).contains("--all"));
 }
 
 #[tokio::test]
