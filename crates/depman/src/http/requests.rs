@@ -171,10 +171,10 @@ pub async fn list(
     Ok(Json(page))
 }
 
-/// The headers of the API, for the document.
+/// The headers of the API, for the document only: the extractors read them.
 #[derive(IntoParams)]
 #[into_params(parameter_in = Header)]
-#[allow(dead_code)]
+#[allow(dead_code)] // never built: it exists for its `IntoParams` description
 struct Headers {
     /// The caller: 1 to 128 characters of `A-Za-z0-9._@-`.
     #[param(rename = "X-User-ID")]
