@@ -20,12 +20,18 @@ fi
 cargo build --locked --release --bin depman -q
 depman=${CARGO_TARGET_DIR:-target}/release/depman
 
-database="bench_api_$(date +%s)"
+run=$(date +%s)
+database="bench_api_$run"
+# Streams of its own, so the messages it publishes stay out of `make dev`'s.
+export DEPMAN_PREFIX="benchapi$run"
 psql -q "$DATABASE_URL" -c "CREATE DATABASE $database"
 bench_url="${DATABASE_URL%/*}/$database"
 cleanup() {
   [[ -n ${api_pid:-} ]] && kill "$api_pid" 2>/dev/null && wait "$api_pid" 2>/dev/null
   psql -q "$DATABASE_URL" -c "DROP DATABASE IF EXISTS $database WITH (FORCE)" || true
+  for stream in requests dead_letters sync; do
+    nats --server "$NATS_URL" stream rm -f "${DEPMAN_PREFIX}_$stream" >/dev/null 2>&1 || true
+  done
   rm -rf "$work"
 }
 trap cleanup EXIT
