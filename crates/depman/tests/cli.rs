@@ -145,8 +145,8 @@ async fn the_api_logs_request_ids_and_stops_cleanly_on_sigterm() {
     drop_database(&database).await;
 }
 
-#[test]
-fn dlq_list_reads_the_dead_letters_of_its_prefix() {
+#[tokio::test]
+async fn dlq_list_reads_the_dead_letters_of_its_prefix() {
     let admin_url = environment("DATABASE_URL");
     let prefix = format!("cli{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
     let output = Command::new(DEPMAN)
@@ -163,4 +163,14 @@ fn dlq_list_reads_the_dead_letters_of_its_prefix() {
     );
     let listed = String::from_utf8_lossy(&output.stdout);
     assert!(listed.contains("0 dead-lettered request(s)"), "{listed}");
+    let js = async_nats::jetstream::new(
+        async_nats::connect(environment("NATS_URL"))
+            .await
+            .expect("NATS"),
+    );
+    for stream in ["requests", "dead_letters", "sync"] {
+        js.delete_stream(format!("{prefix}_{stream}"))
+            .await
+            .expect("remove the stream");
+    }
 }

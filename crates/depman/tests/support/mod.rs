@@ -352,7 +352,8 @@ impl TestApp {
             .expect("GET")
     }
 
-    /// Stops the API and closes its connections; returns its database.
+    /// Stops the API, closes its connections and removes its streams;
+    /// returns its database.
     pub async fn stop(mut self) -> String {
         for (stop, watcher) in self.watchers.drain(..).flatten() {
             stop.cancel();
@@ -371,21 +372,21 @@ impl TestApp {
             .expect("the server task ends")
             .expect("the server stops cleanly");
         self.pool.close().await;
+        let names = &self.deps.names;
+        for stream in [
+            names.requests_stream(),
+            names.dead_letter_stream(),
+            names.sync_stream(),
+        ] {
+            let _ = self.deps.js.delete_stream(stream).await;
+        }
         self.database.clone()
     }
 
     /// Stops the API and drops its database: call it last in a passing test
     /// (a failing one leaves the database to look at).
     pub async fn finish(self) {
-        let (js, names) = (self.deps.js.clone(), self.deps.names.clone());
         let database = self.stop().await;
-        for stream in [
-            names.requests_stream(),
-            names.dead_letter_stream(),
-            names.sync_stream(),
-        ] {
-            let _ = js.delete_stream(stream).await;
-        }
         drop_database(&database).await;
     }
 }
