@@ -96,8 +96,3 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(health::ready))
         .routes(routes!(metrics::render))
 }
-
-/// The OpenAPI document, as served at `/api-docs/openapi.json`.
-pub fn openapi() -> utoipa::openapi::OpenApi {
-    api_routes().into_openapi()
-}
