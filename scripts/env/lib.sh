@@ -61,16 +61,19 @@ wait_until() { # timeout, description, command...
   say "$what"
 }
 
-# The pid in a pid file, if that process is still alive.
-live_pid() { # pidfile
+# The pid in a pid file, if that process is still alive and runs the given
+# binary. A machine booted from a saved disk reuses the pids of the last
+# session, so a live pid alone may well be some other program's.
+live_pid() { # pidfile, binary
   local pid
-  [[ -f $1 ]] && pid=$(<"$1") && [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null && echo "$pid"
+  [[ -f $1 ]] && pid=$(<"$1") && [[ $pid =~ ^[0-9]+$ ]] &&
+    [[ $(readlink "/proc/$pid/exe" 2>/dev/null) == "$(readlink -f "$2")" ]] && echo "$pid"
 }
 
 # Stops the process of a pid file: TERM, then KILL after a grace period.
-stop_pidfile() { # pidfile, name
+stop_pidfile() { # pidfile, binary, name
   local pid
-  pid=$(live_pid "$1") || { rm -f "$1"; return 0; }
+  pid=$(live_pid "$1" "$2") || { rm -f "$1"; return 0; }
   kill "$pid" 2>/dev/null
   for _ in $(seq 1 40); do
     kill -0 "$pid" 2>/dev/null || break
@@ -78,5 +81,5 @@ stop_pidfile() { # pidfile, name
   done
   kill -9 "$pid" 2>/dev/null || true
   rm -f "$1"
-  say "$2 stopped"
+  say "$3 stopped"
 }

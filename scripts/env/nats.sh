@@ -17,11 +17,11 @@ nats_ready() {
 }
 
 nats_up() {
-  if live_pid "$NATS_PIDFILE" >/dev/null && nats_ready; then
+  if live_pid "$NATS_PIDFILE" "$(nats_bin nats-server)" >/dev/null && nats_ready; then
     say "NATS already up on port $DEPMAN_NATS_PORT"
     return 0
   fi
-  stop_pidfile "$NATS_PIDFILE" "stale NATS server"
+  stop_pidfile "$NATS_PIDFILE" "$(nats_bin nats-server)" "stale NATS server"
   require_free_port "$DEPMAN_NATS_PORT" DEPMAN_NATS_PORT
   require_free_port "$DEPMAN_NATS_MONITOR_PORT" DEPMAN_NATS_MONITOR_PORT
   mkdir -p "$NATS_DIR"
@@ -42,7 +42,7 @@ CONF
 }
 
 nats_down() {
-  stop_pidfile "$NATS_PIDFILE" "NATS"
+  stop_pidfile "$NATS_PIDFILE" "$(nats_bin nats-server)" "NATS"
 }
 
 nats_status() {

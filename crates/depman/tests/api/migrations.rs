@@ -15,10 +15,10 @@ async fn replicas_starting_together_migrate_once() {
         .fetch_one(&a.pool)
         .await
         .expect("migrations table");
-    let files = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations"))
-        .expect("migrations folder")
-        .count();
-    assert_eq!(applied, files as i64);
+    // The embedded set, not the folder: a test binary built in another
+    // checkout (the target folder is shared) has no folder to read.
+    let embedded = depman::db::MIGRATOR.iter().count();
+    assert_eq!(applied, embedded as i64);
     for app in [&a, &b, &c] {
         assert_eq!(
             reqwest::get(app.url("/api/v1/ping"))
