@@ -9,10 +9,15 @@ export CARGO_TARGET_DIR ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/depman/target
 ENV_FILE := .devenv/env.sh
 WITH_ENV := set -a && . ./$(ENV_FILE) && set +a &&
 
-.PHONY: help env env-down env-status dev test build build-tests lint fmt bench-api bench-e2e bench-sync
+# The image docker-build makes, and the overlay k8s-deploy applies.
+IMAGE ?= depman:dev
+OVERLAY ?= dev
+
+.PHONY: help env env-down env-status dev run run-worker run-watcher test build build-tests lint fmt \
+	docker-build k8s-deploy k8s-delete bench-api bench-e2e bench-sync
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
 env: ## build what is missing and start PostgreSQL, NATS JetStream and Kubernetes
 	@scripts/env/main.sh up
@@ -25,6 +30,15 @@ env-status: ## say what runs where
 
 dev: env ## run depman against the local environment
 	@$(WITH_ENV) cargo run --locked --bin depman -- all
+
+run: env ## run the api role alone against the local environment
+	@$(WITH_ENV) cargo run --locked --bin depman -- api
+
+run-worker: env ## run the worker role alone (metrics on 127.0.0.1:9090)
+	@$(WITH_ENV) cargo run --locked --bin depman -- worker
+
+run-watcher: env ## run the watcher role alone (metrics on 127.0.0.1:9091, beside a worker)
+	@$(WITH_ENV) DEPMAN_METRICS_ADDR=$${DEPMAN_METRICS_ADDR:-127.0.0.1:9091} cargo run --locked --bin depman -- watcher
 
 test: env ## run every test against the local environment
 	@$(WITH_ENV) cargo test --locked --workspace
@@ -41,6 +55,16 @@ lint: ## formatting and clippy, as CI checks them
 
 fmt: ## format the code
 	cargo fmt --all
+
+docker-build: ## build the container image (IMAGE=depman:dev; needs a Docker engine)
+	@command -v docker >/dev/null || { echo "make docker-build: no docker command here; build the Dockerfile where a Docker engine runs" >&2; exit 1; }
+	docker build -t $(IMAGE) .
+
+k8s-deploy: ## install depman into the current kubectl context (OVERLAY=dev or prod)
+	kubectl apply -k deploy/overlays/$(OVERLAY)
+
+k8s-delete: ## remove what k8s-deploy installed (volumes of PostgreSQL and NATS stay)
+	kubectl delete -k deploy/overlays/$(OVERLAY) --ignore-not-found
 
 bench-api: env ## POST create throughput and latency against a pgbench baseline
 	@scripts/bench/api.sh

@@ -6,7 +6,14 @@ use std::{fmt, net::SocketAddr, time::Duration};
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "depman", version, about = "Kubernetes deployment manager")]
+#[command(
+    name = "depman",
+    version,
+    about = "Kubernetes deployment manager",
+    after_help = "Every setting is also read from the environment variable shown beside it. \
+                  RUST_LOG filters the logs (default: info); KUBECONFIG locates the cluster \
+                  outside a pod."
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -132,6 +139,7 @@ pub struct ApiSettings {
 /// all` serves them with the API.
 #[derive(Debug, Clone, Args)]
 pub struct OperationsSettings {
+    /// Address of `/metrics` and `/healthz`.
     #[arg(long, env = "DEPMAN_METRICS_ADDR", default_value = "127.0.0.1:9090")]
     pub metrics_addr: SocketAddr,
 }

@@ -22,9 +22,62 @@ fn help(args: &[&str]) -> String {
     String::from_utf8(output.stdout).expect("utf-8 help")
 }
 
+/// Every subcommand, as the words that name it (`["dlq", "replay"]`), with
+/// its arguments.
+fn subcommands() -> Vec<(Vec<String>, clap::Command)> {
+    use clap::CommandFactory;
+    let mut found = Vec::new();
+    let mut pending = vec![(Vec::new(), depman::settings::Cli::command())];
+    while let Some((words, command)) = pending.pop() {
+        for sub in command.get_subcommands().filter(|s| s.get_name() != "help") {
+            let mut path = words.clone();
+            path.push(sub.get_name().to_owned());
+            pending.push((path, sub.clone()));
+        }
+        found.push((words, command));
+    }
+    found
+}
+
+#[test]
+fn every_help_describes_each_flag_and_its_environment_variable() {
+    for (words, command) in subcommands() {
+        let args: Vec<&str> = words.iter().map(String::as_str).collect();
+        let text = help(&args);
+        assert!(
+            command.get_about().is_some() || words.is_empty(),
+            "depman {args:?} has no description"
+        );
+        for arg in command.get_arguments().filter(|a| a.get_id() != "help") {
+            let shown = match arg.get_long() {
+                Some(long) => format!("--{long}"),
+                None => arg.get_id().as_str().to_uppercase(),
+            };
+            assert!(
+                text.contains(&shown),
+                "{shown} missing from {args:?}:\n{text}"
+            );
+            assert!(
+                arg.get_help().is_some(),
+                "{shown} of {args:?} is not described"
+            );
+            if let Some(name) = arg.get_env() {
+                let name = format!("[env: {}", name.to_string_lossy());
+                assert!(
+                    text.contains(&name),
+                    "{name} missing from {args:?}:\n{text}"
+                );
+            }
+        }
+    }
+}
+
 #[test]
 fn help_lists_the_roles_and_their_environment() {
     let top = help(&[]);
+    for variable in ["RUST_LOG", "KUBECONFIG"] {
+        assert!(top.contains(variable), "{variable} missing from:\n{top}");
+    }
     for role in ["api", "worker", "watcher", "all", "migrate", "dlq"] {
         assert!(top.contains(role), "{role} missing from:\n{top}");
     }

@@ -42,6 +42,24 @@ pub fn environment(name: &str) -> String {
     })
 }
 
+/// Every environment variable the binary reads: those of its settings, in
+/// every subcommand, and the log filter.
+pub fn settings_variables() -> std::collections::BTreeSet<String> {
+    use clap::CommandFactory;
+    let mut names = std::collections::BTreeSet::from(["RUST_LOG".to_owned()]);
+    let mut commands = vec![depman::settings::Cli::command()];
+    while let Some(command) = commands.pop() {
+        names.extend(
+            command
+                .get_arguments()
+                .filter_map(|arg| arg.get_env())
+                .map(|name| name.to_string_lossy().into_owned()),
+        );
+        commands.extend(command.get_subcommands().cloned());
+    }
+    names
+}
+
 /// `url` with its database name replaced.
 pub fn url_with_database(url: &str, database: &str) -> String {
     let (base, query) = url.split_once('?').unwrap_or((url, ""));
