@@ -16,12 +16,12 @@ use rand::Rng;
 use sqlx::{PgConnection, PgPool};
 
 use crate::{
-    domain::status::{RequestStatus, RequestType},
+    domain::status::{DeploymentStatus, RequestStatus, RequestType},
     kubernetes::{self, ApplyError},
     metrics::{OutcomeLabels, WorkerMetrics},
     queue::{DeadLetter, Names, RequestMessage, SyncEvent},
     store::{
-        deployments::Outcome,
+        deployments::{self, Outcome},
         requests::{self, Waiting},
     },
 };
@@ -91,13 +91,7 @@ async fn carry_out(
     request: &Waiting,
 ) -> anyhow::Result<Option<Duration>> {
     let kind = type_label(request.request_type);
-    if request
-        .newest_success
-        .is_some_and(|newest| newest > request.sequence)
-    {
-        // Only a replayed request can be older than one that already took
-        // effect: applying it would undo a newer spec.
-        let reason = "superseded: a newer request of this deployment already took effect";
+    if let Some((reason, outcome)) = moot(conn, request).await? {
         requests::finish(
             &mut *conn,
             request.id,
@@ -106,7 +100,8 @@ async fn carry_out(
             None,
         )
         .await?;
-        count(ctx, kind, "superseded");
+        tracing::warn!(request = %request.id, identifier = %request.identifier, %reason, "request ended unapplied");
+        count(ctx, kind, outcome);
         return Ok(None);
     }
     let started = Instant::now();
@@ -170,6 +165,38 @@ async fn carry_out(
     .await?;
     tracing::warn!(request = %request.id, identifier = %request.identifier, %reason, "request failed");
     count(ctx, kind, "failure");
+    Ok(None)
+}
+
+/// Why a waiting request must end `FAILURE` without touching the cluster,
+/// with its outcome label, if it must.
+async fn moot(
+    conn: &mut PgConnection,
+    request: &Waiting,
+) -> Result<Option<(&'static str, &'static str)>, sqlx::Error> {
+    if request
+        .newest_success
+        .is_some_and(|newest| newest > request.sequence)
+    {
+        // Only a replayed request can be older than one that already took
+        // effect: applying it would undo a newer spec.
+        return Ok(Some((
+            "superseded: a newer request of this deployment already took effect",
+            "superseded",
+        )));
+    }
+    // An UPDATE accepted while the CREATE waited would otherwise create the
+    // object of a deployment recorded as never created (FAILED), which its
+    // owner could then neither see updated nor delete.
+    if request.request_type == RequestType::Update
+        && deployments::status(&mut *conn, &request.identifier).await?
+            == Some(DeploymentStatus::Failed)
+    {
+        return Ok(Some((
+            "its deployment's CREATE failed: there is nothing to update",
+            "failure",
+        )));
+    }
     Ok(None)
 }
 
