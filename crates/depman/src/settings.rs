@@ -112,7 +112,7 @@ pub struct DatabaseSettings {
 
     /// Most connections the pool opens. A worker needs two per request in
     /// flight.
-    #[arg(long, env = "DEPMAN_DB_MAX_CONNECTIONS", default_value_t = 40)]
+    #[arg(long, env = "DEPMAN_DB_MAX_CONNECTIONS", default_value_t = 40, value_parser = clap::value_parser!(u32).range(2..))]
     pub db_max_connections: u32,
 }
 

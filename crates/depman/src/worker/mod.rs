@@ -24,9 +24,19 @@ pub struct Worker {
 
 impl Worker {
     pub fn new(ctx: Context, concurrency: u32, shutdown_timeout: Duration) -> Self {
+        let pool_size = ctx.pool.options().get_max_connections();
+        let capped = capped_concurrency(concurrency, pool_size);
+        if capped < concurrency {
+            tracing::warn!(
+                requested = concurrency,
+                concurrency = capped,
+                pool_size,
+                "worker concurrency capped at half the database pool"
+            );
+        }
         Self {
             ctx,
-            concurrency: concurrency as usize,
+            concurrency: capped as usize,
             shutdown_timeout,
         }
     }
@@ -136,5 +146,24 @@ async fn settle(ctx: &Context, message: Message) {
     };
     if let Err(error) = acked {
         tracing::warn!(%error, "acknowledging failed; the message will be redelivered");
+    }
+}
+
+/// A request in flight holds two connections, both taken before its
+/// deployment's lock, so a lock holder never waits for the pool: more than
+/// half the pool in flight would leave lock holders waiting on each other.
+fn capped_concurrency(requested: u32, pool_size: u32) -> u32 {
+    requested.min(pool_size / 2).max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::capped_concurrency;
+
+    #[test]
+    fn concurrency_is_capped_at_half_the_pool() {
+        assert_eq!(capped_concurrency(16, 40), 16);
+        assert_eq!(capped_concurrency(32, 40), 20);
+        assert_eq!(capped_concurrency(8, 3), 1);
     }
 }
