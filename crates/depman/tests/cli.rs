@@ -72,6 +72,28 @@ fn every_help_describes_each_flag_and_its_environment_variable() {
     }
 }
 
+/// The README's configuration table names every variable the binary reads,
+/// and KUBECONFIG (read by the Kubernetes client), and nothing else.
+#[test]
+fn the_readme_documents_every_setting() {
+    // cargo runs tests in the package's folder.
+    let readme = std::fs::read_to_string("../../README.md").expect("README.md");
+    let section = readme
+        .split("## Configuration")
+        .nth(1)
+        .and_then(|rest| rest.split("\n## ").next())
+        .expect("a Configuration section");
+    let documented: std::collections::BTreeSet<String> = section
+        .lines()
+        .filter_map(|line| line.strip_prefix("| `"))
+        .filter_map(|row| row.split('`').next())
+        .map(str::to_owned)
+        .collect();
+    let mut read = support::settings_variables();
+    read.insert("KUBECONFIG".to_owned());
+    assert_eq!(documented, read);
+}
+
 #[test]
 fn help_lists_the_roles_and_their_environment() {
     let top = help(&[]);

@@ -10,3 +10,4 @@ mod openapi;
 mod outage;
 mod ownership;
 mod reads;
+mod schema;
