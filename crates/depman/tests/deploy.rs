@@ -48,13 +48,25 @@ fn kubectl(args: &[&str]) -> String {
     String::from_utf8(output.stdout).expect("utf-8 output")
 }
 
+/// Creates the namespace `dep-manager` once per test run: tests creating it
+/// at the same moment would race, and one would fail with AlreadyExists.
+fn ensure_namespace() {
+    static CREATED: std::sync::Once = std::sync::Once::new();
+    CREATED.call_once(|| {
+        kubectl(&[
+            "apply",
+            "-f",
+            path(&deploy_folder().join("base/namespace.yaml")),
+        ]);
+    });
+}
+
 /// The objects of an overlay as the API server would store them, after its
 /// validation and admission (nothing is stored: a server-side dry run).
 fn server_dry_run(overlay: &str) -> Vec<Value> {
-    let folder = deploy_folder();
     // Namespaced objects are validated only in a namespace that exists.
-    kubectl(&["apply", "-f", path(&folder.join("base/namespace.yaml"))]);
-    let overlay = folder.join("overlays").join(overlay);
+    ensure_namespace();
+    let overlay = deploy_folder().join("overlays").join(overlay);
     let out = kubectl(&[
         "apply",
         "--dry-run=server",
@@ -171,9 +183,23 @@ fn can(role: &str, verb: &str, resource: &str, namespace: &str) -> bool {
 
 #[test]
 fn each_role_may_do_what_it_needs_and_nothing_more() {
-    let folder = deploy_folder();
-    kubectl(&["apply", "-f", path(&folder.join("base/namespace.yaml"))]);
-    kubectl(&["apply", "-k", path(&folder.join("base/rbac"))]);
+    ensure_namespace();
+    kubectl(&["apply", "-k", path(&deploy_folder().join("base/rbac"))]);
+    // The authorizer learns of new bindings a moment after they are stored:
+    // wait for one verb of each binding before judging.
+    let bound = || {
+        can("worker", "get", "deployments.apps", "team-a")
+            && can("watcher", "list", "deployments.apps", "team-a")
+            && can("watcher", "get", "leases.coordination.k8s.io", NAMESPACE)
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !bound() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "bindings never took effect"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
 
     // Users' Deployments live in any namespace, not only depman's own.
     for namespace in ["team-a", NAMESPACE] {
