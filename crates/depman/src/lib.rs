@@ -12,6 +12,7 @@ pub mod kubernetes;
 pub mod metrics;
 pub mod queue;
 pub mod relay;
+pub mod requeue;
 pub mod settings;
 pub mod shutdown;
 pub mod store;

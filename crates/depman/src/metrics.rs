@@ -89,6 +89,7 @@ pub struct RelayMetrics {
     depth: Gauge,
     published: Counter,
     lag: Histogram,
+    pub requeued: Counter,
 }
 
 impl RelayMetrics {
@@ -111,10 +112,17 @@ impl RelayMetrics {
             "Time from acceptance to JetStream's acknowledgement",
             lag.clone(),
         );
+        let requeued = Counter::default();
+        registry.register(
+            "requests_requeued",
+            "Accepted requests queued again because JetStream had lost their message",
+            requeued.clone(),
+        );
         Self {
             depth,
             published,
             lag,
+            requeued,
         }
     }
 

@@ -16,6 +16,7 @@ use crate::{
     domain::status::RequestType,
     metrics::RelayMetrics,
     queue::{self, Names, RequestMessage},
+    requeue,
 };
 
 /// Rows claimed per transaction.
@@ -24,6 +25,8 @@ const BATCH: i64 = 256;
 /// listener reconnects costs at most this delay.
 const POLL: Duration = Duration::from_secs(2);
 pub const CHANNEL: &str = "depman_outbox";
+/// How often the relay looks for requests whose message was lost.
+const SWEEP_EVERY: Duration = Duration::from_secs(30);
 
 pub struct Relay {
     pool: PgPool,
@@ -58,12 +61,19 @@ impl Relay {
         let mut listener: Option<PgListener> = None;
         let mut streams_ready = false;
         let mut failures = 0u32;
+        let mut last_sweep = tokio::time::Instant::now();
         while !stop.is_cancelled() {
             if listener.is_none() {
                 listener = self.listen().await;
             }
             if !streams_ready {
                 streams_ready = queue::ensure_streams(&self.js, &self.names).await.is_ok();
+            }
+            // Checked on every turn: under steady load the quiet branch
+            // below may never run.
+            if last_sweep.elapsed() >= SWEEP_EVERY {
+                last_sweep = tokio::time::Instant::now();
+                self.sweep().await;
             }
             match self.publish_batch().await {
                 Ok(published) if published as i64 == BATCH => continue,
@@ -94,6 +104,20 @@ impl Relay {
             }
         }
         tracing::info!("outbox relay stopped");
+    }
+
+    async fn sweep(&self) {
+        match requeue::requeue_lost(&self.pool, &self.js, &self.names, requeue::LOST_AFTER).await {
+            Ok(count) => {
+                self.metrics.requeued.inc_by(count as u64);
+            }
+            Err(error) => {
+                tracing::warn!(
+                    error = format!("{error:#}"),
+                    "looking for lost messages failed"
+                );
+            }
+        }
     }
 
     async fn listen(&self) -> Option<PgListener> {

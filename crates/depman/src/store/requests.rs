@@ -239,6 +239,37 @@ pub async fn waiting_up_to(
     .await
 }
 
+/// The newest waiting request of an identifier.
+#[derive(Debug, FromRow)]
+pub struct Newest {
+    pub id: Uuid,
+    pub identifier: String,
+    pub sequence: i64,
+}
+
+/// For each identifier whose requests have all waited longer than
+/// `older_than` with none of them in the outbox: its newest waiting request.
+pub async fn long_waiting(
+    db: impl PgExecutor<'_>,
+    older_than: std::time::Duration,
+) -> Result<Vec<Newest>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT DISTINCT ON (r.identifier) r.id, r.identifier, r.sequence
+         FROM deployment_requests r
+         WHERE r.status = 'CREATED'
+           AND NOT EXISTS (
+               SELECT 1 FROM deployment_requests w
+               WHERE w.identifier = r.identifier AND w.status = 'CREATED'
+                 AND (w.created_on > clock_timestamp() - $1
+                      OR EXISTS (SELECT 1 FROM outbox o WHERE o.request_id = w.id)))
+         ORDER BY r.identifier, r.sequence DESC
+         LIMIT 1000",
+    )
+    .bind(older_than)
+    .fetch_all(db)
+    .await
+}
+
 /// Ends a waiting request: `SUCCESS`, or `FAILURE` with its reason, counting
 /// the attempt that ended it, and moves its deployment on by `outcome` in
 /// the same statement.

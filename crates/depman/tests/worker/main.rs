@@ -8,6 +8,7 @@ mod failures;
 #[path = "../support/mod.rs"]
 mod helpers;
 mod lifecycle;
+mod lost;
 mod nats;
 mod ordering;
 mod outage;

@@ -1,0 +1,72 @@
+//! The sweep under the outbox relay. Once the relay has published a request
+//! and removed its outbox row, JetStream alone holds its message; if
+//! JetStream loses it (a purged stream, a server that lost its disk before
+//! syncing it), the request would wait as `CREATED` forever. The sweep finds
+//! the identifiers whose waiting requests are all older than a minute, out
+//! of the outbox, and have no message at or beyond their newest sequence in
+//! the requests stream, and puts that newest request back in the outbox:
+//! the worker then carries out every waiting request of the identifier up to
+//! it, in order. A message found twice (a sweep racing a slow publish, or
+//! two api replicas sweeping at once) is harmless: the second delivery finds
+//! its request finished.
+
+use std::time::Duration;
+
+use async_nats::jetstream::{
+    self,
+    stream::{LastRawMessageErrorKind, Stream},
+};
+use sqlx::PgPool;
+
+use crate::{
+    queue::{Names, RequestMessage},
+    store::{outbox, requests},
+};
+
+/// How long a waiting request may be out of the outbox with no message
+/// before it counts as lost: far beyond a publish, and a sweep costs at most
+/// a duplicate message.
+pub const LOST_AFTER: Duration = Duration::from_secs(60);
+
+/// Queues again the newest waiting request of every identifier whose
+/// messages were lost; returns how many.
+pub async fn requeue_lost(
+    pool: &PgPool,
+    js: &jetstream::Context,
+    names: &Names,
+    lost_after: Duration,
+) -> anyhow::Result<usize> {
+    let candidates = requests::long_waiting(pool, lost_after).await?;
+    if candidates.is_empty() {
+        return Ok(0);
+    }
+    let stream = js.get_stream(names.requests_stream()).await?;
+    let mut requeued = 0;
+    for newest in candidates {
+        let subject = names.request_subject(&newest.identifier);
+        if queued(&stream, &subject, newest.sequence).await? {
+            continue;
+        }
+        outbox::enqueue(&mut *pool.acquire().await?, newest.id).await?;
+        tracing::warn!(
+            request = %newest.id,
+            identifier = %newest.identifier,
+            "the request's message was lost; queued it again"
+        );
+        requeued += 1;
+    }
+    Ok(requeued)
+}
+
+/// Whether the stream holds a message of `subject` for `sequence` or a
+/// later request: its delivery carries out the request at `sequence` too.
+async fn queued(stream: &Stream, subject: &str, sequence: i64) -> anyhow::Result<bool> {
+    match stream.get_last_raw_message_by_subject(subject).await {
+        Ok(last) => {
+            let message: RequestMessage = serde_json::from_slice(&last.payload)?;
+            Ok(message.sequence >= sequence)
+        }
+        Err(error) if error.kind() == LastRawMessageErrorKind::NoMessageFound => Ok(false),
+        Err(error) => Err(error.into()),
+    }
+}

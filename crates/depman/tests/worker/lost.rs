@@ -1,0 +1,90 @@
+//! JetStream losing a published request's message (here the stream is
+//! purged, as an operator might do by mistake): the relay's sweep queues the
+//! request again, and it is carried out in order with the rest.
+
+use std::time::Duration;
+
+use depman::requeue::{LOST_AFTER, requeue_lost};
+use serde_json::json;
+
+use crate::{
+    cluster::{Cluster, deployment},
+    helpers::{TestApp, status_and_json},
+};
+
+const WITHIN: Duration = Duration::from_secs(60);
+
+async fn sweep(app: &TestApp, lost_after: Duration) -> usize {
+    requeue_lost(&app.pool, &app.deps.js, &app.deps.names, lost_after)
+        .await
+        .expect("sweep")
+}
+
+#[tokio::test]
+async fn requests_whose_messages_were_lost_are_queued_again() {
+    let cluster = Cluster::with_namespace().await;
+    let mut app = TestApp::spawn().await;
+    let (_, created) = status_and_json(
+        app.create("alice", &deployment("web", &cluster.namespace))
+            .await,
+    )
+    .await;
+    let create_id = created["id"].as_str().unwrap();
+    let (_, updated) =
+        status_and_json(app.patch("alice", create_id, &json!({"replicas": 3})).await).await;
+    assert_eq!(app.published(2).await.len(), 2);
+
+    app.deps
+        .js
+        .get_stream(app.deps.names.requests_stream())
+        .await
+        .expect("requests stream")
+        .purge()
+        .await
+        .expect("purge");
+    assert_eq!(
+        sweep(&app, LOST_AFTER).await,
+        0,
+        "too recent to count as lost"
+    );
+    // A sweep once they have waited long enough: one message, for the
+    // newest request, carries out both in order.
+    assert_eq!(sweep(&app, Duration::ZERO).await, 1);
+    let republished = app.published(1).await;
+    assert_eq!(republished.len(), 1);
+    assert_eq!(republished[0].request_id.to_string(), updated["id"]);
+
+    app.start_worker(cluster.client.clone(), 4, Duration::from_millis(200));
+    for id in [create_id, updated["id"].as_str().unwrap()] {
+        let done = app.terminal("alice", id, WITHIN).await;
+        assert_eq!(done["status"], "SUCCESS", "{done}");
+    }
+    let web = cluster.deployment("web").await.expect("web exists");
+    assert_eq!(web.spec.replicas, Some(3));
+    assert_eq!(
+        sweep(&app, Duration::ZERO).await,
+        0,
+        "nothing waits any more"
+    );
+
+    app.finish().await;
+    cluster.finish().await;
+}
+
+#[tokio::test]
+async fn requests_whose_messages_wait_in_the_stream_are_left_alone() {
+    let cluster = Cluster::with_namespace().await;
+    let app = TestApp::spawn().await;
+    status_and_json(
+        app.create("alice", &deployment("web", &cluster.namespace))
+            .await,
+    )
+    .await;
+    assert_eq!(app.published(1).await.len(), 1);
+
+    assert_eq!(sweep(&app, Duration::ZERO).await, 0);
+    assert_eq!(app.published(1).await.len(), 1, "no second message");
+
+    app.finish().await;
+    cluster.finish().await;
+}
