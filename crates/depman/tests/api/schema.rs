@@ -2,13 +2,13 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::helpers::TestApp;
 
-/// Tables and their columns as `docs/schema.md` lists them: each
-/// "## `table`" heading, then the backticked names in the first cell of its
-/// table's rows.
-fn documented() -> BTreeMap<String, BTreeSet<String>> {
+/// Each table's columns as `docs/schema.md` lists them ("## `table`"
+/// headings, then the backticked names in the first cell of each row), with
+/// the rest of the column's row.
+fn documented() -> BTreeMap<String, BTreeMap<String, String>> {
     // cargo runs tests in the package's folder.
     let text = std::fs::read_to_string("../../docs/schema.md").expect("docs/schema.md");
-    let mut tables: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    let mut tables: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
     let mut current = None;
     for line in text.lines() {
         if let Some(heading) = line.strip_prefix("## ") {
@@ -17,18 +17,31 @@ fn documented() -> BTreeMap<String, BTreeSet<String>> {
                 .and_then(|h| h.strip_suffix('`'))
                 .map(str::to_owned);
         } else if let (Some(table), Some(row)) = (&current, line.strip_prefix("| `")) {
-            let cell = row.split(" |").next().unwrap_or_default();
-            let names = cell
-                .split(", ")
-                .map(|name| name.trim_matches('`').to_owned());
-            tables.entry(table.clone()).or_default().extend(names);
+            let (cell, rest) = row.split_once(" |").unwrap_or((row, ""));
+            for name in cell.split(", ") {
+                let name = name.trim_matches('`').to_owned();
+                tables
+                    .entry(table.clone())
+                    .or_default()
+                    .insert(name, rest.to_owned());
+            }
         }
     }
     tables
 }
 
+/// The backticked upper-case words of a text: the values a row lists.
+fn values(text: &str) -> BTreeSet<String> {
+    text.split('`')
+        .skip(1)
+        .step_by(2)
+        .filter(|word| !word.is_empty() && word.chars().all(|c| c.is_ascii_uppercase() || c == '_'))
+        .map(str::to_owned)
+        .collect()
+}
+
 /// docs/schema.md names every table and column the migrations make, and no
-/// other.
+/// other, and lists the values each CHECK constraint allows.
 #[tokio::test]
 async fn the_schema_page_matches_the_migrations() {
     let app = TestApp::spawn().await;
@@ -43,6 +56,36 @@ async fn the_schema_page_matches_the_migrations() {
     for (table, column) in rows {
         migrated.entry(table).or_default().insert(column);
     }
-    assert_eq!(documented(), migrated);
+    let documented = documented();
+    let columns: BTreeMap<String, BTreeSet<String>> = documented
+        .iter()
+        .map(|(table, columns)| (table.clone(), columns.keys().cloned().collect()))
+        .collect();
+    assert_eq!(columns, migrated);
+
+    let checks: Vec<(String, String)> = sqlx::query_as(
+        "SELECT conrelid::regclass::text, pg_get_constraintdef(oid) FROM pg_constraint
+         WHERE contype = 'c' AND connamespace = 'public'::regnamespace",
+    )
+    .fetch_all(&app.pool)
+    .await
+    .expect("constraints");
+    assert!(!checks.is_empty(), "no CHECK constraints found");
+    for (table, definition) in checks {
+        // CHECK ((status = ANY (ARRAY['CREATED'::text, 'SUCCESS'::text, ...])))
+        let column = definition
+            .trim_start_matches("CHECK ((")
+            .split(' ')
+            .next()
+            .expect("a column");
+        let allowed: BTreeSet<String> = definition
+            .split('\'')
+            .skip(1)
+            .step_by(2)
+            .map(str::to_owned)
+            .collect();
+        let row = &documented[&table][column];
+        assert_eq!(values(row), allowed, "{table}.{column}: {row}");
+    }
     app.finish().await;
 }
