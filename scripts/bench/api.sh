@@ -3,6 +3,9 @@
 # `depman api` at 1, 16 and 64 concurrent clients (wrk), next to a baseline
 # measured in the same run: pgbench running the same SQL transaction at the
 # same concurrency. Prints api/baseline throughput as a ratio.
+# Knobs: BENCH_DURATION (s per step), BENCH_CONCURRENCY ("1 16 64"),
+# BENCH_RUST_LOG (the api's log filter, default info: warn shows what the
+# per-request log line costs).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 . .devenv/env.sh
@@ -36,7 +39,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-DATABASE_URL=$bench_url DEPMAN_HTTP_ADDR=127.0.0.1:$PORT RUST_LOG=info "$depman" api >"$work/api.log" 2>&1 &
+DATABASE_URL=$bench_url DEPMAN_HTTP_ADDR=127.0.0.1:$PORT RUST_LOG=${BENCH_RUST_LOG:-info} "$depman" api >"$work/api.log" 2>&1 &
 api_pid=$!
 for _ in $(seq 1 100); do curl -fs "http://127.0.0.1:$PORT/api/v1/ping" >/dev/null && break; sleep 0.2; done
 # The first request creates the user; the baseline uses the same one.
