@@ -89,7 +89,7 @@ pub struct RelayMetrics {
     depth: Gauge,
     published: Counter,
     lag: Histogram,
-    pub requeued: Counter,
+    requeued: Counter,
 }
 
 impl RelayMetrics {
@@ -129,6 +129,10 @@ impl RelayMetrics {
     pub fn published(&self, lag: chrono::TimeDelta) {
         self.published.inc();
         self.lag.observe(lag.as_seconds_f64().max(0.0));
+    }
+
+    pub fn requeued(&self, count: usize) {
+        self.requeued.inc_by(count as u64);
     }
 
     pub async fn observe_depth(&self, pool: &PgPool) {

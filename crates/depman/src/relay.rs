@@ -108,9 +108,7 @@ impl Relay {
 
     async fn sweep(&self) {
         match requeue::requeue_lost(&self.pool, &self.js, &self.names, requeue::LOST_AFTER).await {
-            Ok(count) => {
-                self.metrics.requeued.inc_by(count as u64);
-            }
+            Ok(count) => self.metrics.requeued(count),
             Err(error) => {
                 tracing::warn!(
                     error = format!("{error:#}"),

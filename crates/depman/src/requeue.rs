@@ -6,9 +6,8 @@
 //! of the outbox, and have no message at or beyond their newest sequence in
 //! the requests stream, and puts that newest request back in the outbox:
 //! the worker then carries out every waiting request of the identifier up to
-//! it, in order. A message found twice (a sweep racing a slow publish, or
-//! two api replicas sweeping at once) is harmless: the second delivery finds
-//! its request finished.
+//! it, in order. A message found twice (two api replicas sweeping at once)
+//! is harmless: the second delivery finds its request finished.
 
 use std::time::Duration;
 
@@ -19,7 +18,7 @@ use async_nats::jetstream::{
 use sqlx::PgPool;
 
 use crate::{
-    queue::{Names, RequestMessage},
+    queue::{self, Names, RequestMessage},
     store::{outbox, requests},
 };
 
@@ -40,6 +39,9 @@ pub async fn requeue_lost(
     if candidates.is_empty() {
         return Ok(0);
     }
+    // A NATS server that lost its store lost the stream too: made anew, it
+    // holds no message, so every candidate counts as lost.
+    queue::ensure_streams(js, names).await?;
     let stream = js.get_stream(names.requests_stream()).await?;
     let mut requeued = 0;
     for newest in candidates {
@@ -47,7 +49,11 @@ pub async fn requeue_lost(
         if queued(&stream, &subject, newest.sequence).await? {
             continue;
         }
-        outbox::enqueue(&mut *pool.acquire().await?, newest.id).await?;
+        // A worker may have finished the request (and acknowledged its
+        // message, which it does only after) since the candidates were read.
+        if !outbox::enqueue_if_waiting(&mut *pool.acquire().await?, newest.id).await? {
+            continue;
+        }
         tracing::warn!(
             request = %newest.id,
             identifier = %newest.identifier,
