@@ -62,12 +62,15 @@ wait_until() { # timeout, description, command...
 }
 
 # The pid in a pid file, if that process is still alive and runs the given
-# binary. A machine booted from a saved disk reuses the pids of the last
-# session, so a live pid alone may well be some other program's.
+# binary (a path, or a glob of paths). A machine booted from a saved disk
+# reuses the pids of the last session, so a live pid alone may well be some
+# other program's.
 live_pid() { # pidfile, binary
-  local pid
+  local pid exe
   [[ -f $1 ]] && pid=$(<"$1") && [[ $pid =~ ^[0-9]+$ ]] &&
-    [[ $(readlink "/proc/$pid/exe" 2>/dev/null) == "$(readlink -f "$2")" ]] && echo "$pid"
+    exe=$(readlink "/proc/$pid/exe" 2>/dev/null) && [[ -n $exe ]] &&
+    # shellcheck disable=SC2053 # $2 may be a glob
+    { [[ $exe == "$(readlink -f "$2")" ]] || [[ $exe == $2 ]]; } && echo "$pid"
 }
 
 # Stops the process of a pid file: TERM, then KILL after a grace period.

@@ -7,6 +7,10 @@ NATS_LOG=$NATS_DIR/nats-server.log
 
 nats_bin() { echo "$(tool_dir nats "$NATS_SERVER_VERSION")/$1"; }
 
+# Any build of nats-server this cache holds: after a pin bump the running
+# server is the old build, and must still be recognised to be stopped.
+NATS_ANY_SERVER="$DEPMAN_BIN/nats-*/nats-server"
+
 nats_url() { echo "nats://127.0.0.1:$DEPMAN_NATS_PORT"; }
 
 nats_monitor() { echo "http://127.0.0.1:$DEPMAN_NATS_MONITOR_PORT"; }
@@ -21,7 +25,7 @@ nats_up() {
     say "NATS already up on port $DEPMAN_NATS_PORT"
     return 0
   fi
-  stop_pidfile "$NATS_PIDFILE" "$(nats_bin nats-server)" "stale NATS server"
+  stop_pidfile "$NATS_PIDFILE" "$NATS_ANY_SERVER" "stale NATS server"
   require_free_port "$DEPMAN_NATS_PORT" DEPMAN_NATS_PORT
   require_free_port "$DEPMAN_NATS_MONITOR_PORT" DEPMAN_NATS_MONITOR_PORT
   mkdir -p "$NATS_DIR"
@@ -42,7 +46,7 @@ CONF
 }
 
 nats_down() {
-  stop_pidfile "$NATS_PIDFILE" "$(nats_bin nats-server)" "NATS"
+  stop_pidfile "$NATS_PIDFILE" "$NATS_ANY_SERVER" "NATS"
 }
 
 nats_status() {
