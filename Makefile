@@ -63,8 +63,8 @@ docker-build: ## build the container image (IMAGE=depman:dev; needs a Docker eng
 k8s-deploy: ## install depman into the current kubectl context (OVERLAY=dev or prod)
 	kubectl apply -k deploy/overlays/$(OVERLAY)
 
-k8s-delete: ## remove what k8s-deploy installed (volumes of PostgreSQL and NATS stay)
-	kubectl delete -k deploy/overlays/$(OVERLAY) --ignore-not-found
+k8s-delete: ## remove what k8s-deploy installed, but the namespace (its volumes and Secrets stay)
+	kubectl delete -k deploy/overlays/$(OVERLAY) -l 'app.kubernetes.io/component!=namespace' --ignore-not-found
 
 bench-api: env ## POST create throughput and latency against a pgbench baseline
 	@scripts/bench/api.sh
