@@ -22,26 +22,9 @@ fn help(args: &[&str]) -> String {
     String::from_utf8(output.stdout).expect("utf-8 help")
 }
 
-/// Every subcommand, as the words that name it (`["dlq", "replay"]`), with
-/// its arguments.
-fn subcommands() -> Vec<(Vec<String>, clap::Command)> {
-    use clap::CommandFactory;
-    let mut found = Vec::new();
-    let mut pending = vec![(Vec::new(), depman::settings::Cli::command())];
-    while let Some((words, command)) = pending.pop() {
-        for sub in command.get_subcommands().filter(|s| s.get_name() != "help") {
-            let mut path = words.clone();
-            path.push(sub.get_name().to_owned());
-            pending.push((path, sub.clone()));
-        }
-        found.push((words, command));
-    }
-    found
-}
-
 #[test]
 fn every_help_describes_each_flag_and_its_environment_variable() {
-    for (words, command) in subcommands() {
+    for (words, command) in support::commands() {
         let args: Vec<&str> = words.iter().map(String::as_str).collect();
         let text = help(&args);
         assert!(
@@ -76,8 +59,7 @@ fn every_help_describes_each_flag_and_its_environment_variable() {
 /// and KUBECONFIG (read by the Kubernetes client), and nothing else.
 #[test]
 fn the_readme_documents_every_setting() {
-    // cargo runs tests in the package's folder.
-    let readme = std::fs::read_to_string("../../README.md").expect("README.md");
+    let readme = std::fs::read_to_string(support::repo_path("README.md")).expect("README.md");
     let section = readme
         .split("## Configuration")
         .nth(1)

@@ -17,57 +17,58 @@ use serde_json::Value;
 
 #[path = "support/mod.rs"]
 mod support;
-use support::{environment, settings_variables};
+use support::{commands, environment, repo_path, settings_variables, variables};
 
 const NAMESPACE: &str = "dep-manager";
 const OVERLAYS: [&str; 2] = ["dev", "prod"];
 const ROLES: [&str; 3] = ["api", "worker", "watcher"];
 
-/// Found from the working directory, which cargo sets to the package's
-/// folder: a path fixed at compile time may name another checkout, since the
-/// target folder is shared.
 fn deploy_folder() -> PathBuf {
-    let folder = Path::new("../../deploy");
-    folder.canonicalize().expect("deploy folder, two levels up")
+    repo_path("deploy")
+        .canonicalize()
+        .expect("the deploy folder")
 }
 
-/// Runs kubectl against the local cluster; its stdout, or a panic with its
-/// stderr.
-fn kubectl(args: &[&str]) -> String {
+/// Runs kubectl against the local cluster; its stdout and stderr, or a
+/// panic with its stderr.
+fn kubectl(args: &[&str]) -> (String, String) {
     environment("KUBECONFIG");
     let output = Command::new("kubectl")
         .args(args)
         .output()
         .expect("kubectl runs: run `make test`, or `make env && . .devenv/env.sh`");
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
     assert!(
         output.status.success(),
-        "kubectl {} failed:\n{}",
-        args.join(" "),
-        String::from_utf8_lossy(&output.stderr)
+        "kubectl {} failed:\n{stderr}",
+        args.join(" ")
     );
-    String::from_utf8(output.stdout).expect("utf-8 output")
+    (
+        String::from_utf8(output.stdout).expect("utf-8 output"),
+        stderr,
+    )
 }
 
-/// Creates the namespace `dep-manager` once per test run: tests creating it
-/// at the same moment would race, and one would fail with AlreadyExists.
-fn ensure_namespace() {
-    static CREATED: std::sync::Once = std::sync::Once::new();
-    CREATED.call_once(|| {
-        kubectl(&[
-            "apply",
-            "-f",
-            path(&deploy_folder().join("base/namespace.yaml")),
-        ]);
+/// Installs the namespace `dep-manager` and the RBAC objects for real, once
+/// per test run: tests creating them at the same moment (or a dry run
+/// reading one while it is created) would race and fail with AlreadyExists.
+fn install_namespace_and_rbac() {
+    static INSTALLED: std::sync::Once = std::sync::Once::new();
+    INSTALLED.call_once(|| {
+        let folder = deploy_folder();
+        kubectl(&["apply", "-f", path(&folder.join("base/namespace.yaml"))]);
+        kubectl(&["apply", "-k", path(&folder.join("base/rbac"))]);
     });
 }
 
 /// The objects of an overlay as the API server would store them, after its
 /// validation and admission (nothing is stored: a server-side dry run).
+/// Admission that only warns (Pod Security, for workloads) fails the test.
 fn server_dry_run(overlay: &str) -> Vec<Value> {
     // Namespaced objects are validated only in a namespace that exists.
-    ensure_namespace();
+    install_namespace_and_rbac();
     let overlay = deploy_folder().join("overlays").join(overlay);
-    let out = kubectl(&[
+    let (out, warnings) = kubectl(&[
         "apply",
         "--dry-run=server",
         "-k",
@@ -75,6 +76,10 @@ fn server_dry_run(overlay: &str) -> Vec<Value> {
         "-o",
         "json",
     ]);
+    assert!(
+        !warnings.contains("Warning"),
+        "the API server warned:\n{warnings}"
+    );
     let list: Value = serde_json::from_str(&out).expect("a JSON list");
     list["items"].as_array().expect("items").clone()
 }
@@ -88,13 +93,6 @@ fn named<'a>(objects: &'a [Value], kind: &str, name: &str) -> &'a Value {
         .iter()
         .find(|o| o["kind"] == kind && o["metadata"]["name"] == name)
         .unwrap_or_else(|| panic!("no {kind} {name}"))
-}
-
-fn depman_deployments(objects: &[Value]) -> Vec<&Value> {
-    ROLES
-        .iter()
-        .map(|role| named(objects, "Deployment", &format!("depman-{role}")))
-        .collect()
 }
 
 /// Every container of a pod template, init containers included.
@@ -183,8 +181,7 @@ fn can(role: &str, verb: &str, resource: &str, namespace: &str) -> bool {
 
 #[test]
 fn each_role_may_do_what_it_needs_and_nothing_more() {
-    ensure_namespace();
-    kubectl(&["apply", "-k", path(&deploy_folder().join("base/rbac"))]);
+    install_namespace_and_rbac();
     // The authorizer learns of new bindings a moment after they are stored:
     // wait for one verb of each binding before judging.
     let bound = || {
@@ -265,56 +262,79 @@ fn each_role_may_do_what_it_needs_and_nothing_more() {
     }
 }
 
-/// The names a depman container is given: the ConfigMap's keys (through
-/// `envFrom`) and its own `env` entries.
-fn variables_given(objects: &[Value], config: &Value) -> BTreeSet<String> {
-    let mut given: BTreeSet<String> = config["data"]
+/// The keys of the depman ConfigMap.
+fn config_keys(objects: &[Value]) -> BTreeSet<String> {
+    let config = objects
+        .iter()
+        .find(|o| {
+            o["kind"] == "ConfigMap"
+                && o["metadata"]["name"]
+                    .as_str()
+                    .is_some_and(|name| name.starts_with("depman-config"))
+        })
+        .expect("the depman ConfigMap");
+    config["data"]
         .as_object()
         .expect("config data")
         .keys()
         .cloned()
-        .collect();
-    for deployment in depman_deployments(objects) {
-        for container in containers(deployment) {
-            let env = container["env"].as_array().into_iter().flatten();
-            given.extend(env.map(|var| var["name"].as_str().expect("a name").to_owned()));
-        }
-    }
-    given
+        .collect()
 }
 
+/// The names a container's own `env` entries set.
+fn env_names(container: &Value) -> BTreeSet<String> {
+    let env = container["env"].as_array().into_iter().flatten();
+    env.map(|var| var["name"].as_str().expect("a name").to_owned())
+        .collect()
+}
+
+/// Each role's container is given (through the ConfigMap or its own `env`)
+/// every variable its subcommand reads; together the manifests set no name
+/// the binary does not read. A setting renamed on one side only fails here.
 #[test]
 fn the_manifests_set_exactly_the_settings_the_binary_reads() {
-    let read = settings_variables();
+    let commands = commands();
     for overlay in OVERLAYS {
         let objects = server_dry_run(overlay);
-        let config = objects
-            .iter()
-            .find(|o| {
-                o["kind"] == "ConfigMap"
-                    && o["metadata"]["name"]
-                        .as_str()
-                        .is_some_and(|name| name.starts_with("depman-config"))
-            })
-            .expect("the depman ConfigMap");
-        let keys: BTreeSet<String> = config["data"]
-            .as_object()
-            .expect("data")
-            .keys()
-            .cloned()
-            .collect();
-        let unknown: Vec<_> = keys.difference(&read).collect();
-        assert!(
-            unknown.is_empty(),
-            "{overlay}: the binary reads none of {unknown:?}"
-        );
-        let given = variables_given(&objects, config);
-        let missing: Vec<_> = read.difference(&given).collect();
-        assert!(missing.is_empty(), "{overlay}: nothing sets {missing:?}");
-        let stray: Vec<_> = given.difference(&read).collect();
+        let keys = config_keys(&objects);
+        let mut given_anywhere = keys.clone();
+        for role in ROLES {
+            let deployment = named(&objects, "Deployment", &format!("depman-{role}"));
+            let pod = &deployment["spec"]["template"]["spec"];
+            let container = &pod["containers"][0];
+            let config = container["envFrom"][0]["configMapRef"]["name"]
+                .as_str()
+                .unwrap_or_default();
+            assert!(
+                config.starts_with("depman-config"),
+                "{overlay}/{role}: no ConfigMap"
+            );
+            let env = env_names(container);
+            let given: BTreeSet<String> = keys.union(&env).cloned().collect();
+            let (_, command) = commands
+                .iter()
+                .find(|(words, _)| words == &[role])
+                .expect("a subcommand per role");
+            let missing: Vec<_> = variables(command).difference(&given).cloned().collect();
+            assert!(
+                missing.is_empty(),
+                "{overlay}/{role}: nothing sets {missing:?}"
+            );
+            for init in pod["initContainers"].as_array().into_iter().flatten() {
+                assert!(
+                    env_names(init).contains("DATABASE_URL"),
+                    "{overlay}/{role}: init"
+                );
+            }
+            given_anywhere.extend(env);
+        }
+        let read = settings_variables();
+        let stray: Vec<_> = given_anywhere.difference(&read).collect();
         assert!(
             stray.is_empty(),
             "{overlay}: the binary reads none of {stray:?}"
         );
+        let unset: Vec<_> = read.difference(&given_anywhere).collect();
+        assert!(unset.is_empty(), "{overlay}: nothing sets {unset:?}");
     }
 }

@@ -1,13 +1,12 @@
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::helpers::TestApp;
+use crate::helpers::{TestApp, repo_path};
 
 /// Each table's columns as `docs/schema.md` lists them ("## `table`"
 /// headings, then the backticked names in the first cell of each row), with
 /// the rest of the column's row.
 fn documented() -> BTreeMap<String, BTreeMap<String, String>> {
-    // cargo runs tests in the package's folder.
-    let text = std::fs::read_to_string("../../docs/schema.md").expect("docs/schema.md");
+    let text = std::fs::read_to_string(repo_path("docs/schema.md")).expect("docs/schema.md");
     let mut tables: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
     let mut current = None;
     for line in text.lines() {

@@ -42,22 +42,48 @@ pub fn environment(name: &str) -> String {
     })
 }
 
-/// Every environment variable the binary reads: those of its settings, in
-/// every subcommand, and the log filter.
-pub fn settings_variables() -> std::collections::BTreeSet<String> {
+/// A file or folder of the repository. Found from the working directory,
+/// which cargo sets to the package's folder: a path fixed at compile time
+/// may name another checkout, since the target folder is shared.
+pub fn repo_path(relative: &str) -> std::path::PathBuf {
+    std::path::Path::new("../..").join(relative)
+}
+
+/// Every command of the binary, with the words that name it (`[]` for the
+/// binary itself, `["dlq", "replay"]`).
+pub fn commands() -> Vec<(Vec<String>, clap::Command)> {
     use clap::CommandFactory;
-    let mut names = std::collections::BTreeSet::from(["RUST_LOG".to_owned()]);
-    let mut commands = vec![depman::settings::Cli::command()];
-    while let Some(command) = commands.pop() {
-        names.extend(
-            command
-                .get_arguments()
-                .filter_map(|arg| arg.get_env())
-                .map(|name| name.to_string_lossy().into_owned()),
-        );
-        commands.extend(command.get_subcommands().cloned());
+    let mut found = Vec::new();
+    let mut pending = vec![(Vec::new(), depman::settings::Cli::command())];
+    while let Some((words, command)) = pending.pop() {
+        for sub in command.get_subcommands().filter(|s| s.get_name() != "help") {
+            let mut path = words.clone();
+            path.push(sub.get_name().to_owned());
+            pending.push((path, sub.clone()));
+        }
+        found.push((words, command));
     }
+    found
+}
+
+/// The environment variables one command reads, the log filter included.
+pub fn variables(command: &clap::Command) -> std::collections::BTreeSet<String> {
+    let mut names = std::collections::BTreeSet::from(["RUST_LOG".to_owned()]);
+    names.extend(
+        command
+            .get_arguments()
+            .filter_map(|arg| arg.get_env())
+            .map(|name| name.to_string_lossy().into_owned()),
+    );
     names
+}
+
+/// Every environment variable the binary reads, in any command.
+pub fn settings_variables() -> std::collections::BTreeSet<String> {
+    commands()
+        .iter()
+        .flat_map(|(_, command)| variables(command))
+        .collect()
 }
 
 /// `url` with its database name replaced.

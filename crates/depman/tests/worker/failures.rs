@@ -103,12 +103,16 @@ impl ForbiddenLabel {
             ..PatchParams::apply("depman-tests").force()
         };
         let deadline = tokio::time::Instant::now() + WITHIN;
-        while cluster
-            .deployments()
-            .patch("probe", &dry_run, &Patch::Apply(&probe))
-            .await
-            .is_ok()
-        {
+        let refused = |result: Result<_, kube::Error>| {
+            matches!(result, Err(kube::Error::Api(status))
+                if status.code == 422 && status.message.contains("labelled forbidden"))
+        };
+        while !refused(
+            cluster
+                .deployments()
+                .patch("probe", &dry_run, &Patch::Apply(&probe))
+                .await,
+        ) {
             assert!(
                 tokio::time::Instant::now() < deadline,
                 "policy not enforced"
