@@ -119,17 +119,6 @@ pub async fn advance(
     .await
 }
 
-/// The status of the deployment `identifier`, if it has a row.
-pub async fn status(
-    db: impl PgExecutor<'_>,
-    identifier: &str,
-) -> Result<Option<DeploymentStatus>, sqlx::Error> {
-    sqlx::query_scalar("SELECT status FROM deployments WHERE identifier = $1")
-        .bind(identifier)
-        .fetch_optional(db)
-        .await
-}
-
 pub async fn find(
     pool: &PgPool,
     user_id: Uuid,

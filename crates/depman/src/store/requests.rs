@@ -239,6 +239,25 @@ pub async fn waiting_up_to(
     .await
 }
 
+/// Whether the CREATE that a request at `sequence` follows (the newest
+/// CREATE before it) failed.
+pub async fn create_failed_before(
+    db: impl PgExecutor<'_>,
+    identifier: &str,
+    sequence: i64,
+) -> Result<bool, sqlx::Error> {
+    let status: Option<RequestStatus> = sqlx::query_scalar(
+        "SELECT status FROM deployment_requests
+         WHERE identifier = $1 AND request_type = 'CREATE' AND sequence < $2
+         ORDER BY sequence DESC LIMIT 1",
+    )
+    .bind(identifier)
+    .bind(sequence)
+    .fetch_optional(db)
+    .await?;
+    Ok(status == Some(RequestStatus::Failure))
+}
+
 /// The newest waiting request of an identifier.
 #[derive(Debug, FromRow)]
 pub struct Newest {

@@ -16,12 +16,12 @@ use rand::Rng;
 use sqlx::{PgConnection, PgPool};
 
 use crate::{
-    domain::status::{DeploymentStatus, RequestStatus, RequestType},
+    domain::status::{RequestStatus, RequestType},
     kubernetes::{self, ApplyError},
     metrics::{OutcomeLabels, WorkerMetrics},
     queue::{DeadLetter, Names, RequestMessage, SyncEvent},
     store::{
-        deployments::{self, Outcome},
+        deployments::Outcome,
         requests::{self, Waiting},
     },
 };
@@ -185,12 +185,11 @@ async fn moot(
             "superseded",
         )));
     }
-    // An UPDATE accepted while the CREATE waited would otherwise create the
+    // An UPDATE accepted while its CREATE waited would otherwise create the
     // object of a deployment recorded as never created (FAILED), which its
     // owner could then neither see updated nor delete.
     if request.request_type == RequestType::Update
-        && deployments::status(&mut *conn, &request.identifier).await?
-            == Some(DeploymentStatus::Failed)
+        && requests::create_failed_before(&mut *conn, &request.identifier, request.sequence).await?
     {
         return Ok(Some((
             "its deployment's CREATE failed: there is nothing to update",
