@@ -25,8 +25,6 @@ const BATCH: i64 = 256;
 /// listener reconnects costs at most this delay.
 const POLL: Duration = Duration::from_secs(2);
 pub const CHANNEL: &str = "depman_outbox";
-/// How often the relay looks for requests whose message was lost.
-const SWEEP_EVERY: Duration = Duration::from_secs(30);
 
 pub struct Relay {
     pool: PgPool,
@@ -58,22 +56,24 @@ impl Relay {
     /// Publishes until `stop` is cancelled. Keeps going through PostgreSQL
     /// and NATS outages: rows wait in the outbox and drain when both are back.
     pub async fn run(self, stop: CancellationToken) {
+        // Its own task: a sweep of many identifiers must not hold up
+        // publishing.
+        let sweep = tokio::spawn(requeue::run(
+            self.pool.clone(),
+            self.js.clone(),
+            self.names.clone(),
+            self.metrics.clone(),
+            stop.clone(),
+        ));
         let mut listener: Option<PgListener> = None;
         let mut streams_ready = false;
         let mut failures = 0u32;
-        let mut last_sweep = tokio::time::Instant::now();
         while !stop.is_cancelled() {
             if listener.is_none() {
                 listener = self.listen().await;
             }
             if !streams_ready {
                 streams_ready = queue::ensure_streams(&self.js, &self.names).await.is_ok();
-            }
-            // Checked on every turn: under steady load the quiet branch
-            // below may never run.
-            if last_sweep.elapsed() >= SWEEP_EVERY {
-                last_sweep = tokio::time::Instant::now();
-                self.sweep().await;
             }
             match self.publish_batch().await {
                 Ok(published) if published as i64 == BATCH => continue,
@@ -103,19 +103,8 @@ impl Relay {
                 }
             }
         }
+        let _ = sweep.await;
         tracing::info!("outbox relay stopped");
-    }
-
-    async fn sweep(&self) {
-        match requeue::requeue_lost(&self.pool, &self.js, &self.names, requeue::LOST_AFTER).await {
-            Ok(count) => self.metrics.requeued(count),
-            Err(error) => {
-                tracing::warn!(
-                    error = format!("{error:#}"),
-                    "looking for lost messages failed"
-                );
-            }
-        }
     }
 
     async fn listen(&self) -> Option<PgListener> {

@@ -1,4 +1,4 @@
-//! The sweep under the outbox relay. Once the relay has published a request
+//! The sweep beside the outbox relay, run by the `api` role. Once the relay has published a request
 //! and removed its outbox row, JetStream alone holds its message; if
 //! JetStream loses it (a purged stream, a server that lost its disk before
 //! syncing it), the request would wait as `CREATED` forever. The sweep finds
@@ -16,8 +16,10 @@ use async_nats::jetstream::{
     stream::{LastRawMessageErrorKind, Stream},
 };
 use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
 
 use crate::{
+    metrics::RelayMetrics,
     queue::{self, Names, RequestMessage},
     store::{outbox, requests},
 };
@@ -26,6 +28,32 @@ use crate::{
 /// before it counts as lost: far beyond a publish, and a sweep costs at most
 /// a duplicate message.
 pub const LOST_AFTER: Duration = Duration::from_secs(60);
+/// How often the api looks for lost messages.
+const SWEEP_EVERY: Duration = Duration::from_secs(30);
+
+/// Sweeps every 30 s until `stop` is cancelled.
+pub async fn run(
+    pool: PgPool,
+    js: jetstream::Context,
+    names: Names,
+    metrics: RelayMetrics,
+    stop: CancellationToken,
+) {
+    let mut ticker = tokio::time::interval(SWEEP_EVERY);
+    ticker.tick().await;
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = ticker.tick() => match requeue_lost(&pool, &js, &names, LOST_AFTER).await {
+                Ok(count) => metrics.requeued(count),
+                Err(error) => tracing::warn!(
+                    error = format!("{error:#}"),
+                    "looking for lost messages failed"
+                ),
+            },
+        }
+    }
+}
 
 /// Queues again the newest waiting request of every identifier whose
 /// messages were lost; returns how many.

@@ -267,21 +267,25 @@ pub struct Newest {
 }
 
 /// For each identifier whose requests have all waited longer than
-/// `older_than` with none of them in the outbox: its newest waiting request.
+/// `older_than` with none of them in the outbox: its newest waiting request,
+/// those that waited longest first.
 pub async fn long_waiting(
     db: impl PgExecutor<'_>,
     older_than: std::time::Duration,
 ) -> Result<Vec<Newest>, sqlx::Error> {
     sqlx::query_as(
-        "SELECT DISTINCT ON (r.identifier) r.id, r.identifier, r.sequence
-         FROM deployment_requests r
-         WHERE r.status = 'CREATED'
-           AND NOT EXISTS (
-               SELECT 1 FROM deployment_requests w
-               WHERE w.identifier = r.identifier AND w.status = 'CREATED'
-                 AND (w.created_on > clock_timestamp() - $1
-                      OR EXISTS (SELECT 1 FROM outbox o WHERE o.request_id = w.id)))
-         ORDER BY r.identifier, r.sequence DESC
+        "SELECT id, identifier, sequence FROM (
+             SELECT DISTINCT ON (r.identifier) r.id, r.identifier, r.sequence, r.created_on
+             FROM deployment_requests r
+             WHERE r.status = 'CREATED'
+               AND NOT EXISTS (
+                   SELECT 1 FROM deployment_requests w
+                   WHERE w.identifier = r.identifier AND w.status = 'CREATED'
+                     AND (w.created_on > clock_timestamp() - $1
+                          OR EXISTS (SELECT 1 FROM outbox o WHERE o.request_id = w.id)))
+             ORDER BY r.identifier, r.sequence DESC
+         ) newest
+         ORDER BY created_on
          LIMIT 1000",
     )
     .bind(older_than)
