@@ -66,9 +66,11 @@ kube_create() {
 
 KUBE_COMPONENTS=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok-controller)
 
-kube_component_running() { # name
-  live_pid "$KUBE_CLUSTER_DIR/pids/$1.pid" "$KUBE_CLUSTER_DIR/bin/$1" >/dev/null
+kube_component_pid() { # name
+  live_pid "$KUBE_CLUSTER_DIR/pids/$1.pid" "$KUBE_CLUSTER_DIR/bin/$1"
 }
+
+kube_component_running() { kube_component_pid "$1" >/dev/null; }
 
 kube_components_running() {
   local name
@@ -96,15 +98,10 @@ kube_stop() { # stop|delete
   local name pid pids=()
   kube_forget_stale_pids # kwokctl would signal whatever process they name
   for name in "${KUBE_COMPONENTS[@]}"; do
-    pid=$(live_pid "$KUBE_CLUSTER_DIR/pids/$name.pid" "$KUBE_CLUSTER_DIR/bin/$name") && pids+=("$pid")
+    pid=$(kube_component_pid "$name") && pids+=("$pid")
   done
   kwokctl "$1" cluster >>"$KWOK_DIR/kwokctl.log" 2>&1 || return 1
-  for _ in $(seq 1 60); do
-    pids=($(for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null && echo "$pid"; done))
-    ((${#pids[@]})) || return 0
-    sleep 0.5
-  done
-  kill -9 "${pids[@]}" 2>/dev/null || true
+  wait_exit 30 "${pids[@]}"
 }
 
 kube_up() {

@@ -73,16 +73,27 @@ live_pid() { # pidfile, binary
     { [[ $exe == "$(readlink -f "$2")" ]] || [[ $exe == $2 ]]; } && echo "$pid"
 }
 
+# Waits for processes that were asked to stop to exit; KILLs those still
+# there after the grace period.
+wait_exit() { # seconds, pids...
+  local deadline=$((SECONDS + $1)) pid alive
+  shift
+  while :; do
+    alive=()
+    for pid in "$@"; do kill -0 "$pid" 2>/dev/null && alive+=("$pid"); done
+    ((${#alive[@]})) || return 0
+    ((SECONDS < deadline)) || break
+    sleep 0.25
+  done
+  kill -9 "${alive[@]}" 2>/dev/null || true
+}
+
 # Stops the process of a pid file: TERM, then KILL after a grace period.
 stop_pidfile() { # pidfile, binary, name
   local pid
   pid=$(live_pid "$1" "$2") || { rm -f "$1"; return 0; }
   kill "$pid" 2>/dev/null
-  for _ in $(seq 1 40); do
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.25
-  done
-  kill -9 "$pid" 2>/dev/null || true
+  wait_exit 10 "$pid"
   rm -f "$1"
   say "$3 stopped"
 }
