@@ -10,34 +10,23 @@ use uuid::Uuid;
 use crate::{
     domain::{
         FieldError,
-        spec::{DeploymentInput, DeploymentSpec, merge_patch},
+        spec::{DeploymentInput, DeploymentPatch, DeploymentSpec, merge_patch},
         status::RequestType,
     },
     store::{
         deployments, outbox,
-        requests::{self, DeploymentRequest, NewRequest},
+        requests::{self, NewRequest, RequestRow},
     },
 };
 
-/// What a PATCH body may change.
-pub const UPDATABLE_FIELDS: [&str; 9] = [
-    "image",
-    "replicas",
-    "env",
-    "ports",
-    "resources",
-    "labels",
-    "annotations",
-    "command",
-    "args",
-];
+/// What identifies a deployment: a PATCH cannot change it.
 const FIXED_FIELDS: [&str; 3] = ["name", "namespace", "identifier"];
 
 #[derive(Debug)]
 pub enum Accepted {
-    New(DeploymentRequest),
+    New(RequestRow),
     /// The key was used before for the same request: the original, as it is now.
-    Replayed(DeploymentRequest),
+    Replayed(RequestRow),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -73,29 +62,32 @@ pub async fn create(
         .map_err(AcceptError::Invalid)?;
     // The hot path is one statement; a reused key or a taken identifier
     // (possibly taken by a concurrent request with the same key) is sorted
-    // out afterwards. A generated identifier that happens to be taken is
-    // generated again, as the caller did not choose it.
+    // out afterwards.
     for _ in 0..GENERATION_ATTEMPTS {
         let inserted =
             requests::insert_create(pool, asker.key, asker.user_id, &spec, &fingerprint).await;
         match inserted {
             Ok(Some(request)) => return Ok(Accepted::New(request)),
-            Ok(None) => {
-                let taken = || {
-                    AcceptError::Conflict(format!(
+            // The identifier is taken: by an earlier use of this key, by
+            // someone else, or by chance.
+            Ok(None) => match earlier_request(pool, asker).await? {
+                Some(earlier) => return replay(earlier, &fingerprint),
+                None if generated => {
+                    // The caller did not choose the identifier: draw another.
+                    spec.identifier = generated_identifier(&spec.name);
+                }
+                None => {
+                    return Err(AcceptError::Conflict(format!(
                         "identifier `{}` is already taken",
                         spec.identifier
-                    ))
-                };
-                match replay_or(pool, asker, &fingerprint, taken).await {
-                    Err(AcceptError::Conflict(_)) if generated => {
-                        spec.identifier = generated_identifier(&spec.name);
-                    }
-                    answer => return answer,
+                    )));
                 }
-            }
+            },
             Err(error) if violates(&error, requests::KEY_CONSTRAINT) => {
-                return replay_or(pool, asker, &fingerprint, || AcceptError::Database(error)).await;
+                return match earlier_request(pool, asker).await? {
+                    Some(earlier) => replay(earlier, &fingerprint),
+                    None => Err(AcceptError::Database(error)),
+                };
             }
             Err(error) => return Err(error.into()),
         }
@@ -224,29 +216,28 @@ async fn record(
     let fingerprint = new.fingerprint.to_owned();
     let Some(request) = requests::insert(&mut tx, new).await? else {
         drop(tx);
-        return replay_or(pool, asker, &fingerprint, || {
-            AcceptError::Conflict("a concurrent request with this key failed".into())
-        })
-        .await;
+        return match earlier_request(pool, asker).await? {
+            Some(earlier) => replay(earlier, &fingerprint),
+            None => Err(AcceptError::Conflict(
+                "a concurrent request with this key failed".into(),
+            )),
+        };
     };
     outbox::enqueue(&mut tx, request.id).await?;
     tx.commit().await?;
     Ok(Accepted::New(request))
 }
 
-async fn replay_or(
+/// The request the caller made earlier with this key, if any.
+async fn earlier_request(
     pool: &PgPool,
     asker: Asker<'_>,
-    fingerprint: &str,
-    otherwise: impl FnOnce() -> AcceptError,
-) -> Result<Accepted, AcceptError> {
-    match requests::find_by_key(pool, asker.user_id, asker.key).await? {
-        Some(earlier) => replay(earlier, fingerprint),
-        None => Err(otherwise()),
-    }
+) -> Result<Option<RequestRow>, AcceptError> {
+    Ok(requests::find_by_key(pool, asker.user_id, asker.key).await?)
 }
 
-fn replay(earlier: DeploymentRequest, fingerprint: &str) -> Result<Accepted, AcceptError> {
+/// An earlier use of the key: a replay if it was for the same request.
+fn replay(earlier: RequestRow, fingerprint: &str) -> Result<Accepted, AcceptError> {
     if earlier.fingerprint == fingerprint {
         Ok(Accepted::Replayed(earlier))
     } else {
@@ -265,33 +256,25 @@ fn fingerprint(operation: &str, body: &Value) -> String {
     format!("{:x}", hasher.finalize())
 }
 
+/// Only the fields of [`DeploymentPatch`] may be patched; their values are
+/// checked on the merged spec.
 fn check_patch_fields(patch: &Map<String, Value>) -> Result<(), Vec<FieldError>> {
-    let errors: Vec<FieldError> = patch
+    let fixed: Vec<FieldError> = patch
         .keys()
-        .filter_map(|key| {
-            if FIXED_FIELDS.contains(&key.as_str()) {
-                Some(FieldError::new(
-                    key,
-                    "cannot be changed: create a new deployment instead",
-                ))
-            } else if !UPDATABLE_FIELDS.contains(&key.as_str()) {
-                Some(FieldError::new(
-                    key,
-                    format!(
-                        "unknown field, expected one of {}",
-                        UPDATABLE_FIELDS.join(", ")
-                    ),
-                ))
-            } else {
-                None
-            }
-        })
+        .filter(|key| FIXED_FIELDS.contains(&key.as_str()))
+        .map(|key| FieldError::new(key, "cannot be changed: create a new deployment instead"))
         .collect();
-    if errors.is_empty() {
-        Ok(())
-    } else {
-        Err(errors)
+    if !fixed.is_empty() {
+        return Err(fixed);
     }
+    serde_path_to_error::deserialize::<_, DeploymentPatch>(Value::Object(patch.clone()))
+        .map(drop)
+        .map_err(|error| {
+            vec![FieldError::new(
+                error.path().to_string(),
+                error.inner().to_string(),
+            )]
+        })
 }
 
 /// `name` and five random lowercase alphanumerics, as Kubernetes'

@@ -7,7 +7,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    app::Dependencies,
+    dependencies::Dependencies,
     http::{self, AppState},
     relay::Relay,
     settings::ApiSettings,

@@ -3,55 +3,20 @@
 
 use std::time::Duration;
 
-use async_nats::jetstream;
-use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
     api::Api,
-    db, dlq,
-    metrics::Metrics,
-    queue::Names,
+    db,
+    dependencies::Dependencies,
+    dlq, kubernetes,
     settings::{
         ApiSettings, Command, CommonSettings, OperationsSettings, WatcherSettings, WorkerSettings,
     },
     shutdown,
     watcher::Watcher,
-    worker,
+    worker::Worker,
 };
-
-/// Connections every role shares within one process.
-#[derive(Clone)]
-pub struct Dependencies {
-    pub pool: PgPool,
-    pub nats: async_nats::Client,
-    pub js: jetstream::Context,
-    pub names: Names,
-    pub metrics: Metrics,
-}
-
-impl Dependencies {
-    /// Connects lazily where it can: the process starts while PostgreSQL or
-    /// NATS is down, and catches up when they are back. Applies pending
-    /// migrations first.
-    pub async fn connect(settings: &CommonSettings) -> anyhow::Result<Self> {
-        let pool = db::pool(&settings.database)?;
-        db::migrate(&pool, Duration::from_secs(60)).await?;
-        let nats = async_nats::ConnectOptions::new()
-            .name("depman")
-            .retry_on_initial_connect()
-            .connect(&settings.nats.nats_url)
-            .await?;
-        let js = jetstream::new(nats.clone());
-        Ok(Self {
-            pool,
-            nats,
-            js,
-            names: Names::new(&settings.nats.prefix),
-            metrics: Metrics::default(),
-        })
-    }
-}
 
 /// Runs the subcommand until it ends or SIGTERM/SIGINT stops it.
 pub async fn run(command: Command) -> anyhow::Result<()> {
@@ -72,7 +37,7 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
             operations,
         } => {
             let deps = Dependencies::connect(&common).await?;
-            let role = build_worker(&deps, &worker).await?;
+            let role = Worker::build(&deps, kubernetes::client().await?, &worker);
             with_operations(&deps, &operations, stop, |stop| role.run(stop)).await
         }
         Command::Watcher {
@@ -81,7 +46,7 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
             operations,
         } => {
             let deps = Dependencies::connect(&common).await?;
-            let role = build_watcher(&deps, &watcher).await?;
+            let role = Watcher::build(&deps, kubernetes::client().await?, &watcher);
             with_operations(&deps, &operations, stop, |stop| role.run(stop)).await
         }
         Command::All {
@@ -136,9 +101,10 @@ async fn run_all(
     stop: CancellationToken,
 ) -> anyhow::Result<()> {
     let deps = Dependencies::connect(common).await?;
+    let kube = kubernetes::client().await?;
     let api = Api::build(&deps, api).await?;
-    let worker = build_worker(&deps, worker).await?;
-    let watcher = build_watcher(&deps, watcher).await?;
+    let worker = Worker::build(&deps, kube.clone(), worker);
+    let watcher = Watcher::build(&deps, kube, watcher);
     // One role stopping on an error stops the others.
     let (api, worker, watcher) = tokio::join!(
         stop_all_on_exit(api.run_until_stopped(stop.clone()), stop.clone(), "api"),
@@ -146,27 +112,6 @@ async fn run_all(
         stop_all_on_exit(watcher.run(stop.clone()), stop.clone(), "watcher"),
     );
     api.and(worker).and(watcher)
-}
-
-pub async fn build_watcher(
-    deps: &Dependencies,
-    settings: &WatcherSettings,
-) -> anyhow::Result<Watcher> {
-    let identity = std::env::var("HOSTNAME")
-        .map(|host| format!("{host}-{}", std::process::id()))
-        .unwrap_or_else(|_| format!("depman-{}", uuid::Uuid::new_v4().simple()));
-    Ok(Watcher {
-        client: crate::kubernetes::client().await?,
-        js: deps.js.clone(),
-        names: deps.names.clone(),
-        pool: deps.pool.clone(),
-        namespaces: settings.namespaces(),
-        resync_interval: settings.resync_interval,
-        lease_namespace: settings.lease_namespace(),
-        lease_duration: settings.lease_duration,
-        identity,
-        metrics: deps.metrics.watcher.clone(),
-    })
 }
 
 async fn stop_all_on_exit(
@@ -184,24 +129,4 @@ async fn stop_all_on_exit(
     }
     stop.cancel();
     result
-}
-
-pub async fn build_worker(
-    deps: &Dependencies,
-    settings: &WorkerSettings,
-) -> anyhow::Result<worker::Worker> {
-    let ctx = worker::Context {
-        pool: deps.pool.clone(),
-        kube: crate::kubernetes::client().await?,
-        js: deps.js.clone(),
-        names: deps.names.clone(),
-        max_attempts: settings.max_attempts,
-        retry_backoff: settings.retry_backoff,
-        metrics: deps.metrics.worker.clone(),
-    };
-    Ok(worker::Worker::new(
-        ctx,
-        settings.concurrency,
-        settings.shutdown_timeout,
-    ))
 }

@@ -6,7 +6,7 @@ use std::io::Write;
 use uuid::Uuid;
 
 use crate::{
-    app::Dependencies,
+    dependencies::Dependencies,
     domain::status::RequestType,
     queue::{self, DeadLetter},
     settings::DlqCommand,
@@ -28,7 +28,7 @@ pub async fn run(deps: &Dependencies, command: DlqCommand) -> anyhow::Result<()>
                     out,
                     "{:<36}  {:<6}  {:<30}  {:>8}  {:<20}  {}",
                     letter.request_id,
-                    format!("{:?}", letter.request_type).to_uppercase(),
+                    letter.request_type.as_str(),
                     letter.identifier,
                     letter.attempts,
                     letter.failed_on.format("%Y-%m-%dT%H:%M:%SZ"),

@@ -13,7 +13,6 @@ use prometheus_client::{
     },
     registry::Registry,
 };
-use sqlx::PgPool;
 
 #[derive(Clone)]
 pub struct Metrics {
@@ -131,39 +130,35 @@ impl RelayMetrics {
         self.lag.observe(lag.as_seconds_f64().max(0.0));
     }
 
-    pub fn requeued(&self, count: usize) {
+    /// Lost requests the sweep queued again.
+    pub fn swept(&self, count: usize) {
         self.requeued.inc_by(count as u64);
     }
 
-    pub async fn observe_depth(&self, pool: &PgPool) {
-        if let Ok(depth) = sqlx::query_scalar::<_, i64>("SELECT count(*) FROM outbox")
-            .fetch_one(pool)
-            .await
-        {
-            self.depth.set(depth);
-        }
+    pub fn set_depth(&self, depth: i64) {
+        self.depth.set(depth);
     }
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct OutcomeLabels {
-    pub request_type: &'static str,
-    pub outcome: &'static str,
+struct OutcomeLabels {
+    request_type: &'static str,
+    outcome: &'static str,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct SyncLabels {
-    pub outcome: &'static str,
+struct SyncLabels {
+    outcome: &'static str,
 }
 
 #[derive(Clone)]
 pub struct WorkerMetrics {
-    pub processed: Family<OutcomeLabels, Counter>,
-    pub apply_latency: Histogram,
-    pub retries: Counter,
-    pub dead_letters: Counter,
-    pub synced: Family<SyncLabels, Counter>,
-    pub sync_lag: Histogram,
+    processed: Family<OutcomeLabels, Counter>,
+    apply_latency: Histogram,
+    retries: Counter,
+    dead_letters: Counter,
+    synced: Family<SyncLabels, Counter>,
+    sync_lag: Histogram,
 }
 
 impl WorkerMetrics {
@@ -214,20 +209,32 @@ impl WorkerMetrics {
         }
     }
 
-    pub fn observe_sync(
-        &self,
-        synced: crate::worker::sync::Synced,
-        observed_on: chrono::DateTime<chrono::Utc>,
-    ) {
-        use crate::worker::sync::Synced;
-        let outcome = match synced {
-            Synced::Updated => "updated",
-            Synced::Deleted => "deleted",
-            Synced::Unchanged => "unchanged",
-        };
+    /// One request carried out (or given up, or to be retried).
+    pub fn processed(&self, request_type: &'static str, outcome: &'static str) {
+        self.processed
+            .get_or_create(&OutcomeLabels {
+                request_type,
+                outcome,
+            })
+            .inc();
+        if outcome == "retry" {
+            self.retries.inc();
+        }
+    }
+
+    pub fn applied_in(&self, elapsed: std::time::Duration) {
+        self.apply_latency.observe(elapsed.as_secs_f64());
+    }
+
+    pub fn dead_lettered(&self) {
+        self.dead_letters.inc();
+    }
+
+    /// One sync event handled; `lag` is how long ago the watcher saw the
+    /// change it wrote, `None` when it wrote nothing.
+    pub fn synced(&self, outcome: &'static str, lag: Option<chrono::TimeDelta>) {
         self.synced.get_or_create(&SyncLabels { outcome }).inc();
-        if synced != Synced::Unchanged {
-            let lag = chrono::Utc::now() - observed_on;
+        if let Some(lag) = lag {
             self.sync_lag.observe(lag.as_seconds_f64().max(0.0));
         }
     }

@@ -7,6 +7,8 @@ use std::time::Duration;
 use async_nats::jetstream::{
     self,
     consumer::{AckPolicy, DeliverPolicy, PullConsumer, pull},
+    context::PublishAckFuture,
+    message::PublishMessage,
     stream::{self, RetentionPolicy, StorageType},
 };
 use serde::{Deserialize, Serialize};
@@ -95,8 +97,22 @@ impl Names {
 pub struct SyncEvent {
     pub namespace: String,
     pub name: String,
-    /// When the watcher saw the change (for the sync-lag metric).
+    /// When the change was seen (for the sync-lag metric).
     pub observed_on: chrono::DateTime<chrono::Utc>,
+}
+
+impl SyncEvent {
+    /// The message id of one change of one object: its uid and resource
+    /// version, so that a change seen by the watch and again by a resync is
+    /// published once.
+    pub fn change_id(uid: &str, resource_version: &str) -> String {
+        format!("{uid}:{resource_version}")
+    }
+
+    /// The message id of "Kubernetes has no such object" in resync `round`.
+    pub fn missing_id(namespace: &str, name: &str, round: i64) -> String {
+        format!("missing:{namespace}/{name}:{round}")
+    }
 }
 
 /// What the relay publishes for an accepted request: the worker reads the
@@ -153,17 +169,58 @@ pub async fn ensure_streams(js: &jetstream::Context, names: &Names) -> anyhow::R
     Ok(())
 }
 
-/// The durable pull consumer of request messages that all workers share.
-pub async fn worker_consumer(
-    js: &jetstream::Context,
-    names: &Names,
-) -> anyhow::Result<PullConsumer> {
-    durable_consumer(js, names, names.requests_stream(), names.worker_consumer()).await
+/// What a durable consumer reads: all workers share one of each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Feed {
+    Requests,
+    Sync,
 }
 
-/// The durable pull consumer of sync events that all workers share.
-pub async fn sync_consumer(js: &jetstream::Context, names: &Names) -> anyhow::Result<PullConsumer> {
-    durable_consumer(js, names, names.sync_stream(), names.sync_consumer()).await
+impl Feed {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Requests => "requests",
+            Self::Sync => "sync",
+        }
+    }
+}
+
+/// The durable pull consumer of `feed` that all workers share.
+pub async fn consumer(
+    js: &jetstream::Context,
+    names: &Names,
+    feed: Feed,
+) -> anyhow::Result<PullConsumer> {
+    let (stream, consumer) = match feed {
+        Feed::Requests => (names.requests_stream(), names.worker_consumer()),
+        Feed::Sync => (names.sync_stream(), names.sync_consumer()),
+    };
+    durable_consumer(js, names, stream, consumer).await
+}
+
+/// Publishes "look at this Deployment again". `message_id`, when given,
+/// lets JetStream drop the same change published twice (see
+/// [`SyncEvent::change_id`]); the returned future resolves on JetStream's
+/// acknowledgement.
+pub async fn publish_sync(
+    js: &jetstream::Context,
+    names: &Names,
+    namespace: &str,
+    name: &str,
+    message_id: Option<String>,
+) -> anyhow::Result<PublishAckFuture> {
+    let event = SyncEvent {
+        namespace: namespace.to_owned(),
+        name: name.to_owned(),
+        observed_on: chrono::Utc::now(),
+    };
+    let mut message = PublishMessage::build().payload(serde_json::to_vec(&event)?.into());
+    if let Some(id) = message_id {
+        message = message.message_id(id);
+    }
+    Ok(js
+        .send_publish(names.sync_subject(namespace, name), message)
+        .await?)
 }
 
 /// Creates the consumer `name` on `stream`, or brings its settings up to

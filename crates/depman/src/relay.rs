@@ -7,16 +7,16 @@
 use std::time::Duration;
 
 use async_nats::jetstream::{self, context::PublishAckFuture, message::PublishMessage};
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use sqlx::{PgPool, postgres::PgListener};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::{
-    domain::status::RequestType,
     metrics::RelayMetrics,
     queue::{self, Names, RequestMessage},
-    requeue,
+    store::outbox,
+    sweep,
 };
 
 /// Rows claimed per transaction.
@@ -31,16 +31,6 @@ pub struct Relay {
     js: jetstream::Context,
     names: Names,
     metrics: RelayMetrics,
-}
-
-#[derive(Debug, sqlx::FromRow)]
-struct Row {
-    id: Uuid,
-    request_id: Uuid,
-    identifier: String,
-    sequence: i64,
-    request_type: RequestType,
-    created_on: DateTime<Utc>,
 }
 
 impl Relay {
@@ -58,7 +48,7 @@ impl Relay {
     pub async fn run(self, stop: CancellationToken) {
         // Its own task: a sweep of many identifiers must not hold up
         // publishing.
-        let sweep = tokio::spawn(requeue::run(
+        let sweep = tokio::spawn(sweep::run(
             self.pool.clone(),
             self.js.clone(),
             self.names.clone(),
@@ -95,7 +85,7 @@ impl Relay {
             tokio::select! {
                 _ = stop.cancelled() => break,
                 // Quiet: a good moment to sample the outbox depth.
-                _ = tokio::time::sleep(pause) => self.metrics.observe_depth(&self.pool).await,
+                _ = tokio::time::sleep(pause) => self.observe_depth().await,
                 notified = wait_for_notification(&mut listener) => {
                     if notified.is_err() {
                         listener = None;
@@ -107,6 +97,12 @@ impl Relay {
         tracing::info!("outbox relay stopped");
     }
 
+    async fn observe_depth(&self) {
+        if let Ok(depth) = outbox::depth(&self.pool).await {
+            self.metrics.set_depth(depth);
+        }
+    }
+
     async fn listen(&self) -> Option<PgListener> {
         let mut listener = PgListener::connect_with(&self.pool).await.ok()?;
         listener.listen(CHANNEL).await.ok()?;
@@ -116,16 +112,7 @@ impl Relay {
     /// Claims, publishes and deletes one batch; returns how many rows.
     async fn publish_batch(&self) -> anyhow::Result<usize> {
         let mut tx = self.pool.begin().await?;
-        let rows: Vec<Row> = sqlx::query_as(
-            "SELECT o.id, o.request_id, r.identifier, r.sequence, r.request_type, o.created_on
-             FROM outbox o JOIN deployment_requests r ON r.id = o.request_id
-             ORDER BY o.created_on
-             LIMIT $1
-             FOR UPDATE OF o SKIP LOCKED",
-        )
-        .bind(BATCH)
-        .fetch_all(&mut *tx)
-        .await?;
+        let rows = outbox::claim(&mut tx, BATCH).await?;
         if rows.is_empty() {
             return Ok(0);
         }
@@ -151,10 +138,7 @@ impl Relay {
             ack.await?;
         }
         let ids: Vec<Uuid> = rows.iter().map(|row| row.id).collect();
-        sqlx::query("DELETE FROM outbox WHERE id = ANY($1)")
-            .bind(&ids)
-            .execute(&mut *tx)
-            .await?;
+        outbox::remove(&mut tx, &ids).await?;
         tx.commit().await?;
         let now = Utc::now();
         for row in &rows {

@@ -10,7 +10,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use async_nats::jetstream::{self, context::PublishAckFuture, message::PublishMessage};
+use async_nats::jetstream::{self, context::PublishAckFuture};
 use futures::{StreamExt, stream::select_all};
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::{
@@ -23,24 +23,27 @@ use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
+    dependencies::Dependencies,
     kubernetes::MANAGED_BY,
     metrics::WatcherMetrics,
     queue::{self, Names, SyncEvent},
+    settings::WatcherSettings,
     store::deployments,
 };
 
 pub struct Watcher {
-    pub client: Client,
-    pub js: jetstream::Context,
-    pub names: Names,
-    pub pool: PgPool,
+    client: Client,
+    js: jetstream::Context,
+    names: Names,
+    pool: PgPool,
     /// Empty: every namespace.
-    pub namespaces: Vec<String>,
-    pub resync_interval: Duration,
-    pub lease_namespace: String,
-    pub lease_duration: Duration,
-    pub identity: String,
-    pub metrics: WatcherMetrics,
+    namespaces: Vec<String>,
+    resync_interval: Duration,
+    lease_namespace: String,
+    lease_duration: Duration,
+    /// This replica's name in the Lease.
+    identity: String,
+    metrics: WatcherMetrics,
 }
 
 fn selector() -> String {
@@ -48,6 +51,25 @@ fn selector() -> String {
 }
 
 impl Watcher {
+    pub fn build(deps: &Dependencies, client: Client, settings: &WatcherSettings) -> Self {
+        // The pod's name, and a random part so that two watchers of one
+        // process (tests) or of a reused pod name never share an identity.
+        let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "depman".into());
+        let identity = format!("{host}-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+        Self {
+            client,
+            js: deps.js.clone(),
+            names: deps.names.clone(),
+            pool: deps.pool.clone(),
+            namespaces: settings.namespaces(),
+            resync_interval: settings.resync_interval,
+            lease_namespace: settings.lease_namespace(),
+            lease_duration: settings.lease_duration,
+            identity,
+            metrics: deps.metrics.watcher.clone(),
+        }
+    }
+
     /// Campaigns for the lease and, while leader, publishes; until `stop`.
     pub async fn run(self, stop: CancellationToken) -> anyhow::Result<()> {
         let seconds = self.lease_duration.as_secs().max(2);
@@ -130,16 +152,19 @@ impl Watcher {
     }
 
     async fn publish_one(&self, deployment: &Deployment) -> anyhow::Result<()> {
-        let id = format!(
-            "{}:{}",
-            deployment.uid().unwrap_or_default(),
-            deployment.resource_version().unwrap_or_default()
+        self.publish_present(deployment).await?.await?;
+        Ok(())
+    }
+
+    /// A sync event for a Deployment the watch or the list saw, once per
+    /// change of it.
+    async fn publish_present(&self, deployment: &Deployment) -> anyhow::Result<PublishAckFuture> {
+        let id = SyncEvent::change_id(
+            &deployment.uid().unwrap_or_default(),
+            &deployment.resource_version().unwrap_or_default(),
         );
         let namespace = deployment.namespace().unwrap_or_default();
-        self.publish(&namespace, &deployment.name_any(), id)
-            .await?
-            .await?;
-        Ok(())
+        self.publish(&namespace, &deployment.name_any(), id).await
     }
 
     async fn publish(
@@ -148,18 +173,7 @@ impl Watcher {
         name: &str,
         id: String,
     ) -> anyhow::Result<PublishAckFuture> {
-        let event = SyncEvent {
-            namespace: namespace.to_owned(),
-            name: name.to_owned(),
-            observed_on: chrono::Utc::now(),
-        };
-        let message = PublishMessage::build()
-            .payload(serde_json::to_vec(&event)?.into())
-            .message_id(id);
-        let ack = self
-            .js
-            .send_publish(self.names.sync_subject(namespace, name), message)
-            .await?;
+        let ack = queue::publish_sync(&self.js, &self.names, namespace, name, Some(id)).await?;
         self.metrics.published.inc();
         Ok(ack)
     }
@@ -194,14 +208,11 @@ impl Watcher {
             loop {
                 let page = api.list(&params).await?;
                 for deployment in &page.items {
-                    let namespace = deployment.namespace().unwrap_or_default();
-                    let id = format!(
-                        "{}:{}",
-                        deployment.uid().unwrap_or_default(),
-                        deployment.resource_version().unwrap_or_default()
-                    );
-                    acks.push(self.publish(&namespace, &deployment.name_any(), id).await?);
-                    present.insert((namespace, deployment.name_any()));
+                    acks.push(self.publish_present(deployment).await?);
+                    present.insert((
+                        deployment.namespace().unwrap_or_default(),
+                        deployment.name_any(),
+                    ));
                 }
                 match page.metadata.continue_.filter(|token| !token.is_empty()) {
                     Some(token) => params = params.continue_token(&token),
@@ -213,7 +224,7 @@ impl Watcher {
             deployments::expected_present(&self.pool, &self.namespaces).await?
         {
             if !present.contains(&(namespace.clone(), identifier.clone())) {
-                let id = format!("missing:{namespace}/{identifier}:{round}");
+                let id = SyncEvent::missing_id(&namespace, &identifier, round);
                 acks.push(self.publish(&namespace, &identifier, id).await?);
             }
         }

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Serialize, de::IgnoredAny};
 use utoipa::ToSchema;
 
 use super::{
@@ -88,6 +88,34 @@ pub struct DeploymentInput {
     pub annotations: Option<BTreeMap<String, String>>,
     pub command: Option<Vec<String>>,
     pub args: Option<Vec<String>>,
+}
+
+/// The body of a PATCH: an RFC 7386 merge patch of the deployment's desired
+/// spec, of these fields only. Objects merge key by key and `null` removes a
+/// key; a top-level `null` resets the field to its default. The values are
+/// checked on the merged spec, as a CREATE body is: this type names what
+/// may be patched, and documents it.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeploymentPatch {
+    #[schema(value_type = Option<String>)]
+    pub image: Option<IgnoredAny>,
+    #[schema(value_type = Option<i64>)]
+    pub replicas: Option<IgnoredAny>,
+    #[schema(value_type = Option<BTreeMap<String, Option<String>>>)]
+    pub env: Option<IgnoredAny>,
+    #[schema(value_type = Option<Vec<Port>>)]
+    pub ports: Option<IgnoredAny>,
+    #[schema(value_type = Option<Resources>)]
+    pub resources: Option<IgnoredAny>,
+    #[schema(value_type = Option<BTreeMap<String, Option<String>>>)]
+    pub labels: Option<IgnoredAny>,
+    #[schema(value_type = Option<BTreeMap<String, Option<String>>>)]
+    pub annotations: Option<IgnoredAny>,
+    #[schema(value_type = Option<Vec<String>>)]
+    pub command: Option<IgnoredAny>,
+    #[schema(value_type = Option<Vec<String>>)]
+    pub args: Option<IgnoredAny>,
 }
 
 impl DeploymentInput {

@@ -1,8 +1,9 @@
 //! `/api/v1/deployments`: the caller's deployments with their live state.
 
 use axum::{Json, extract::State};
-use serde::Deserialize;
-use utoipa::IntoParams;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 use super::{
     AppState,
@@ -11,19 +12,87 @@ use super::{
     requests::paging,
 };
 use crate::{
-    domain::status::DeploymentStatus,
+    domain::{
+        names::DnsLabel,
+        status::{DeploymentStatus, Health},
+    },
     store::{
-        deployments::{self, Deployment, Filter},
+        deployments::{self, DeploymentRow, Filter},
         paging::Page,
     },
 };
+
+/// A deployment as the API shows it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Deployment {
+    pub identifier: String,
+    pub name: String,
+    pub namespace: String,
+    pub image: String,
+    pub status: DeploymentStatus,
+    pub health: Health,
+    /// Desired replicas, as Kubernetes last reported them.
+    pub replicas: Option<i32>,
+    pub ready_replicas: Option<i32>,
+    pub available_replicas: Option<i32>,
+    pub updated_replicas: Option<i32>,
+    pub generation: Option<i64>,
+    pub observed_generation: Option<i64>,
+    pub conditions: Vec<Condition>,
+    pub resource_version: Option<String>,
+    pub created_on: DateTime<Utc>,
+    pub updated_on: DateTime<Utc>,
+}
+
+/// A condition of the Deployment, as Kubernetes reports it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Condition {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub status: String,
+    pub reason: Option<String>,
+    pub message: Option<String>,
+}
+
+impl From<DeploymentRow> for Deployment {
+    fn from(row: DeploymentRow) -> Self {
+        Self {
+            identifier: row.identifier,
+            name: row.name,
+            namespace: row.namespace,
+            image: row.image,
+            status: row.status,
+            health: row.health,
+            replicas: row.replicas,
+            ready_replicas: row.ready_replicas,
+            available_replicas: row.available_replicas,
+            updated_replicas: row.updated_replicas,
+            generation: row.generation,
+            observed_generation: row.observed_generation,
+            conditions: row
+                .conditions
+                .0
+                .into_iter()
+                .map(|c| Condition {
+                    kind: c.kind,
+                    status: c.status,
+                    reason: c.reason,
+                    message: c.message,
+                })
+                .collect(),
+            resource_version: row.resource_version,
+            created_on: row.created_on,
+            updated_on: row.updated_on,
+        }
+    }
+}
 
 /// One deployment of the caller's, with the live fields the sync last saw.
 #[utoipa::path(
     get,
     path = "/api/v1/deployments/{identifier}",
     tag = "deployments",
-    params(("identifier" = String, Path), ("X-User-ID" = String, Header)),
+    params(("identifier" = inline(DnsLabel), Path), ("X-User-ID" = String, Header)),
     responses(
         (status = 200, body = Deployment),
         (status = 404, description = "No such deployment for this user", body = Problem),
@@ -32,11 +101,12 @@ use crate::{
 pub async fn get(
     State(state): State<AppState>,
     caller: Caller,
-    PathParam(identifier): PathParam<String>,
+    PathParam(identifier): PathParam<DnsLabel>,
 ) -> Result<Json<Deployment>, ApiError> {
-    deployments::find(&state.pool, caller.id, &identifier)
+    let identifier = identifier.as_str();
+    deployments::find(&state.pool, caller.id, identifier)
         .await?
-        .map(Json)
+        .map(|row| Json(row.into()))
         .ok_or_else(|| ApiError::NotFound(format!("deployment `{identifier}` not found")))
 }
 
@@ -44,7 +114,8 @@ pub async fn get(
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct ListDeployments {
-    pub namespace: Option<String>,
+    #[param(inline)]
+    pub namespace: Option<DnsLabel>,
     pub status: Option<DeploymentStatus>,
     /// 1 to 500; default 50.
     pub limit: Option<i64>,
@@ -70,9 +141,9 @@ pub async fn list(
 ) -> Result<Json<Page<Deployment>>, ApiError> {
     let (limit, cursor) = paging(query.limit, query.cursor.as_deref())?;
     let filter = Filter {
-        namespace: query.namespace,
+        namespace: query.namespace.map(DnsLabel::into_inner),
         status: query.status,
     };
     let page = deployments::list(&state.pool, caller.id, &filter, cursor.as_ref(), limit).await?;
-    Ok(Json(page))
+    Ok(Json(page.map(Deployment::from)))
 }

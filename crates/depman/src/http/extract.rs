@@ -1,12 +1,10 @@
 //! Extractors that parse input where it enters and reject it in the API's
-//! own problem format: JSON bodies, query strings and the caller's headers.
+//! own problem format: query strings, path parameters and the caller's
+//! headers (JSON bodies: `body`).
 
 use axum::{
-    body::Bytes,
-    extract::{
-        FromRequest, FromRequestParts, Path, Request, path::ErrorKind, rejection::PathRejection,
-    },
-    http::{HeaderMap, StatusCode, header, request::Parts},
+    extract::{FromRequestParts, Path, RawPathParams, path::ErrorKind, rejection::PathRejection},
+    http::{HeaderMap, request::Parts},
 };
 use serde::de::DeserializeOwned;
 
@@ -15,74 +13,6 @@ use crate::domain::names::check_header_token;
 
 pub const USER_ID_HEADER: &str = "x-user-id";
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
-
-/// A JSON object body: 415 without a JSON content type, 413 over the limit,
-/// 400 when it is not a JSON object, 422 naming the field that does not fit
-/// `T` (unknown fields included).
-pub struct JsonBody<T>(pub T);
-
-impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
-    type Rejection = ApiError;
-
-    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
-        if !has_json_content_type(request.headers()) {
-            return Err(ApiError::UnsupportedMediaType);
-        }
-        let bytes = Bytes::from_request(request, state)
-            .await
-            .map_err(|rejection| {
-                if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                    ApiError::PayloadTooLarge
-                } else {
-                    ApiError::MalformedBody(rejection.body_text())
-                }
-            })?;
-        // Parsed in one pass, straight into `T`: serde tells a syntax error
-        // (400) from a value that does not fit (422, with its path).
-        if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
-            return Err(
-                match serde_json::from_slice::<serde::de::IgnoredAny>(&bytes) {
-                    Ok(_) => ApiError::MalformedBody("the body must be a JSON object".into()),
-                    Err(error) => malformed(&error),
-                },
-            );
-        }
-        let mut deserializer = serde_json::Deserializer::from_slice(&bytes);
-        let value: T = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
-            match error.inner().classify() {
-                serde_json::error::Category::Data => {
-                    ApiError::invalid(error.path().to_string(), error.inner().to_string())
-                }
-                _ => malformed(error.inner()),
-            }
-        })?;
-        deserializer.end().map_err(|error| malformed(&error))?;
-        Ok(JsonBody(value))
-    }
-}
-
-fn malformed(error: &serde_json::Error) -> ApiError {
-    ApiError::MalformedBody(format!("the body is not valid JSON: {error}"))
-}
-
-/// `application/json`, or any `application/*+json` such as
-/// `application/merge-patch+json`.
-fn has_json_content_type(headers: &HeaderMap) -> bool {
-    let Some(value) = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-    else {
-        return false;
-    };
-    let essence = value
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
-    essence == "application/json"
-        || (essence.starts_with("application/") && essence.ends_with("+json"))
-}
 
 /// The query string as `T`: 422 naming the parameter that does not fit.
 pub struct QueryParams<T>(pub T);
@@ -145,7 +75,7 @@ fn header_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 }
 
 /// Path parameters: 422 naming the parameter that does not parse (a request
-/// `id` that is not a UUID).
+/// `id` that is not a UUID, an `identifier` that is not a name).
 pub struct PathParam<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for PathParam<T> {
@@ -158,12 +88,28 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for PathPar
                 let field = match error.kind() {
                     ErrorKind::ParseErrorAtKey { key, .. }
                     | ErrorKind::DeserializeError { key, .. }
-                    | ErrorKind::InvalidUtf8InPathParam { key } => key.clone(),
-                    _ => "path".to_owned(),
+                    | ErrorKind::InvalidUtf8InPathParam { key } => Some(key.clone()),
+                    // A newtype's own check says no key: a route with one
+                    // parameter can only mean that one.
+                    _ => only_parameter(parts, state).await,
                 };
-                Err(ApiError::invalid(field, error.body_text()))
+                let message = match error.kind() {
+                    ErrorKind::Message(message) => message.clone(),
+                    _ => error.body_text(),
+                };
+                Err(ApiError::invalid(
+                    field.unwrap_or_else(|| "path".into()),
+                    message,
+                ))
             }
             Err(other) => Err(ApiError::Unexpected(anyhow::anyhow!(other.body_text()))),
         }
     }
+}
+
+async fn only_parameter<S: Send + Sync>(parts: &mut Parts, state: &S) -> Option<String> {
+    let params = RawPathParams::from_request_parts(parts, state).await.ok()?;
+    let mut keys = params.iter().map(|(key, _)| key.to_owned());
+    let first = keys.next()?;
+    keys.next().is_none().then_some(first)
 }

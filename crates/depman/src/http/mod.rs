@@ -2,6 +2,7 @@
 //! route modules, so that the OpenAPI document and the routes come from the
 //! same registrations and cannot drift.
 
+pub mod body;
 pub mod deployments;
 pub mod error;
 pub mod extract;

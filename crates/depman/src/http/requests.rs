@@ -7,27 +7,70 @@ use axum::{
     http::{HeaderName, HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
 };
-use serde::Deserialize;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
-use utoipa::IntoParams;
+use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use super::{
     AppState,
+    body::JsonBody,
     error::{ApiError, Problem},
-    extract::{Caller, IdempotencyKey, JsonBody, PathParam, QueryParams},
+    extract::{Caller, IdempotencyKey, PathParam, QueryParams},
 };
 use crate::{
     accept::{self, Accepted, Asker},
     domain::{
-        spec::DeploymentInput,
+        names::DnsLabel,
+        spec::{DeploymentInput, DeploymentPatch, DeploymentSpec},
         status::{RequestStatus, RequestType},
     },
     store::{
         paging::{Cursor, Page},
-        requests::{self, DeploymentRequest, Filter},
+        requests::{self, Filter, RequestRow},
     },
 };
+
+/// A request as the API shows it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct DeploymentRequest {
+    pub id: Uuid,
+    /// The idempotency key it was made with (`X-Request-ID`).
+    pub request_id: String,
+    pub identifier: String,
+    pub name: String,
+    pub namespace: String,
+    pub request_type: RequestType,
+    pub status: RequestStatus,
+    pub failure_reason: Option<String>,
+    pub attempts: i32,
+    pub image: String,
+    /// The full desired spec this request asks for.
+    pub spec: DeploymentSpec,
+    pub created_on: DateTime<Utc>,
+    pub updated_on: DateTime<Utc>,
+}
+
+impl From<RequestRow> for DeploymentRequest {
+    fn from(row: RequestRow) -> Self {
+        Self {
+            id: row.id,
+            request_id: row.request_id,
+            identifier: row.identifier,
+            name: row.name,
+            namespace: row.namespace,
+            request_type: row.request_type,
+            status: row.status,
+            failure_reason: row.failure_reason,
+            attempts: row.attempts,
+            image: row.image,
+            spec: row.spec.0,
+            created_on: row.created_on,
+            updated_on: row.updated_on,
+        }
+    }
+}
 
 /// Record a CREATE: the deployment is created asynchronously.
 #[utoipa::path(
@@ -65,7 +108,7 @@ pub async fn create(
     path = "/api/v1/deployments/requests/{id}",
     tag = "requests",
     params(("id" = Uuid, Path, description = "Any request of the deployment"), Headers),
-    request_body(content = Object, description = "Any of image, replicas, env, ports, resources, labels, annotations, command, args"),
+    request_body = DeploymentPatch,
     responses(
         (status = 202, description = "Accepted; the new request carries the full merged spec", body = DeploymentRequest),
         (status = 200, description = "Replay of an earlier request", body = DeploymentRequest),
@@ -126,7 +169,7 @@ pub async fn get(
 ) -> Result<Json<DeploymentRequest>, ApiError> {
     requests::find(&state.pool, caller.id, id)
         .await?
-        .map(Json)
+        .map(|row| Json(row.into()))
         .ok_or_else(|| ApiError::NotFound(format!("request {id} not found")))
 }
 
@@ -136,8 +179,10 @@ pub async fn get(
 pub struct ListRequests {
     pub status: Option<RequestStatus>,
     pub request_type: Option<RequestType>,
-    pub identifier: Option<String>,
-    pub namespace: Option<String>,
+    #[param(inline)]
+    pub identifier: Option<DnsLabel>,
+    #[param(inline)]
+    pub namespace: Option<DnsLabel>,
     /// 1 to 500; default 50.
     pub limit: Option<i64>,
     /// `next_cursor` of the previous page.
@@ -164,11 +209,11 @@ pub async fn list(
     let filter = Filter {
         status: query.status,
         request_type: query.request_type,
-        identifier: query.identifier,
-        namespace: query.namespace,
+        identifier: query.identifier.map(DnsLabel::into_inner),
+        namespace: query.namespace.map(DnsLabel::into_inner),
     };
     let page = requests::list(&state.pool, caller.id, &filter, cursor.as_ref(), limit).await?;
-    Ok(Json(page))
+    Ok(Json(page.map(DeploymentRequest::from)))
 }
 
 /// The headers of the API, for the document only: the extractors read them.
@@ -219,6 +264,7 @@ const REPLAYED: HeaderName = HeaderName::from_static("idempotent-replayed");
 fn respond(accepted: Accepted) -> Response {
     match accepted {
         Accepted::New(request) => {
+            let request = DeploymentRequest::from(request);
             let location = format!("/api/v1/deployments/requests/{}", request.id);
             let location =
                 HeaderValue::from_str(&location).expect("a path of a uuid is a valid header");
@@ -232,7 +278,7 @@ fn respond(accepted: Accepted) -> Response {
         Accepted::Replayed(request) => (
             StatusCode::OK,
             [(REPLAYED, HeaderValue::from_static("true"))],
-            Json(request),
+            Json(DeploymentRequest::from(request)),
         )
             .into_response(),
     }

@@ -4,7 +4,6 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sqlx::{FromRow, PgConnection, PgExecutor, PgPool, types::Json};
-use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::paging::{Cursor, Page};
@@ -13,10 +12,9 @@ use crate::domain::{
     status::{DeploymentStatus, Health},
 };
 
-/// A deployment as the API shows it.
-#[derive(Debug, Clone, Serialize, FromRow, ToSchema)]
-pub struct Deployment {
-    #[serde(skip)]
+/// A row as the API reads it.
+#[derive(Debug, Clone, FromRow)]
+pub struct DeploymentRow {
     pub id: Uuid,
     pub identifier: String,
     pub name: String,
@@ -24,22 +22,20 @@ pub struct Deployment {
     pub image: String,
     pub status: DeploymentStatus,
     pub health: Health,
-    /// Desired replicas, as Kubernetes last reported them.
     pub replicas: Option<i32>,
     pub ready_replicas: Option<i32>,
     pub available_replicas: Option<i32>,
     pub updated_replicas: Option<i32>,
     pub generation: Option<i64>,
     pub observed_generation: Option<i64>,
-    #[schema(value_type = Vec<Condition>)]
     pub conditions: Json<Vec<Condition>>,
     pub resource_version: Option<String>,
     pub created_on: DateTime<Utc>,
     pub updated_on: DateTime<Utc>,
 }
 
-/// A condition of the Deployment, as Kubernetes reports it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+/// A condition of the Deployment, as Kubernetes reports it (stored as jsonb).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Condition {
     #[serde(rename = "type")]
     pub kind: String,
@@ -51,24 +47,6 @@ pub struct Condition {
 const COLUMNS: &str = "id, identifier, name, namespace, image, status, health, replicas, \
      ready_replicas, available_replicas, updated_replicas, generation, observed_generation, \
      conditions, resource_version, created_on, updated_on";
-
-/// Reserves the identifier for a CREATE and returns the request's sequence
-/// number ($1 identifier, $2 name, $3 namespace, $4 image, $5 user, $6 spec).
-/// An identifier whose deployment is gone may be created again by its owner,
-/// and starts over as `INITIATED`; otherwise it is taken: no row.
-pub const RESERVE: &str = "INSERT INTO deployments (identifier, name, namespace, image, status, user_id, spec, last_sequence)
-     VALUES ($1, $2, $3, $4, 'INITIATED', $5, $6, 1)
-     ON CONFLICT (identifier) DO UPDATE SET
-         name = EXCLUDED.name, namespace = EXCLUDED.namespace, image = EXCLUDED.image,
-         status = 'INITIATED', health = 'MISSING', spec = EXCLUDED.spec,
-         last_sequence = deployments.last_sequence + 1,
-         resource_version = NULL, replicas = NULL, ready_replicas = NULL,
-         available_replicas = NULL, updated_replicas = NULL, generation = NULL,
-         observed_generation = NULL, conditions = '[]', metadata = '{}',
-         created_on = clock_timestamp(), updated_on = clock_timestamp()
-     WHERE deployments.user_id = EXCLUDED.user_id
-       AND deployments.status IN ('DELETED', 'FAILED')
-     RETURNING last_sequence";
 
 /// The desired side of a deployment, locked until the transaction ends so
 /// that requests for one identifier are numbered in acceptance order.
@@ -119,11 +97,24 @@ pub async fn advance(
     .await
 }
 
+/// Takes the worker's lock on an identifier for as long as the transaction
+/// of `conn` lasts; false when another worker holds it. An advisory lock,
+/// not a row lock: the API may go on accepting requests meanwhile.
+pub async fn try_lock_for_work(
+    conn: &mut PgConnection,
+    identifier: &str,
+) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar("SELECT pg_try_advisory_xact_lock(hashtextextended($1, 0))")
+        .bind(identifier)
+        .fetch_one(conn)
+        .await
+}
+
 pub async fn find(
     pool: &PgPool,
     user_id: Uuid,
     identifier: &str,
-) -> Result<Option<Deployment>, sqlx::Error> {
+) -> Result<Option<DeploymentRow>, sqlx::Error> {
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {COLUMNS} FROM deployments WHERE user_id = $1 AND identifier = $2"
     )))
@@ -146,8 +137,8 @@ pub async fn list(
     filter: &Filter,
     after: Option<&Cursor>,
     limit: i64,
-) -> Result<Page<Deployment>, sqlx::Error> {
-    let rows: Vec<Deployment> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+) -> Result<Page<DeploymentRow>, sqlx::Error> {
+    let rows: Vec<DeploymentRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {COLUMNS} FROM deployments
          WHERE user_id = $1
            AND ($2::text IS NULL OR namespace = $2)
@@ -169,28 +160,7 @@ pub async fn list(
     }))
 }
 
-/// The deployment's status after one of its requests was carried out. Each
-/// change applies only from the statuses it may follow, so a late or
-/// repeated outcome never moves a row back.
-pub async fn record_outcome(
-    db: impl PgExecutor<'_>,
-    identifier: &str,
-    outcome: Outcome,
-) -> Result<(), sqlx::Error> {
-    let (status, from) = outcome.transition();
-    sqlx::query(
-        "UPDATE deployments SET status = $2, updated_on = clock_timestamp(),
-             health = CASE WHEN $2 IN ('DELETED', 'FAILED') THEN 'MISSING' ELSE health END
-         WHERE identifier = $1 AND status = ANY($3)",
-    )
-    .bind(identifier)
-    .bind(status)
-    .bind(from)
-    .execute(db)
-    .await?;
-    Ok(())
-}
-
+/// What one of a deployment's requests did to it, as far as its status goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
     Created,
@@ -201,16 +171,40 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    /// The status it leads to, and the statuses it may leave.
-    pub fn transition(self) -> (&'static str, &'static [&'static str]) {
+    /// The status it leads to, and the statuses it may leave: a late or
+    /// repeated outcome never moves a row back.
+    pub fn transition(self) -> (DeploymentStatus, &'static [DeploymentStatus]) {
+        use DeploymentStatus::*;
         match self {
             // Applied: the rollout is the sync's to follow.
-            Self::Created => ("UPDATING", &["INITIATED"]),
-            Self::CreateFailed => ("FAILED", &["INITIATED"]),
-            Self::Deleted => ("DELETED", &["UPDATING", "CREATED"]),
-            Self::Requeued => ("INITIATED", &["FAILED"]),
+            Self::Created => (Updating, &[Initiated]),
+            Self::CreateFailed => (Failed, &[Initiated]),
+            Self::Deleted => (Deleted, &[Updating, Created]),
+            Self::Requeued => (Initiated, &[Failed]),
         }
     }
+}
+
+/// Moves the deployment on by `outcome`; a row gone from the cluster is
+/// also `MISSING`.
+pub async fn record_outcome(
+    db: impl PgExecutor<'_>,
+    identifier: &str,
+    outcome: Outcome,
+) -> Result<(), sqlx::Error> {
+    let (status, from) = outcome.transition();
+    let health = status.is_gone().then_some(Health::Missing);
+    sqlx::query(
+        "UPDATE deployments SET status = $2, health = coalesce($3, health), updated_on = clock_timestamp()
+         WHERE identifier = $1 AND status = ANY($4)",
+    )
+    .bind(identifier)
+    .bind(status)
+    .bind(health)
+    .bind(from)
+    .execute(db)
+    .await?;
+    Ok(())
 }
 
 /// The live state of a Deployment, as the sync read it.

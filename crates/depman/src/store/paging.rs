@@ -57,6 +57,15 @@ impl<T> Page<T> {
             next_cursor,
         }
     }
+
+    /// The same page, each item turned into `U` (a row into what the API
+    /// shows of it).
+    pub fn map<U>(self, f: impl FnMut(T) -> U) -> Page<U> {
+        Page {
+            items: self.items.into_iter().map(f).collect(),
+            next_cursor: self.next_cursor,
+        }
+    }
 }
 
 #[cfg(test)]

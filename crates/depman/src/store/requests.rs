@@ -1,23 +1,18 @@
 //! The `deployment_requests` table: what users asked for, in order.
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
 use sqlx::{FromRow, PgConnection, PgExecutor, PgPool, types::Json};
-use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::{
-    deployments::Outcome,
-    paging::{Cursor, Page},
-};
+use super::paging::{Cursor, Page};
 use crate::domain::{
     spec::DeploymentSpec,
     status::{RequestStatus, RequestType},
 };
 
-/// A request as the API shows it.
-#[derive(Debug, Clone, Serialize, FromRow, ToSchema)]
-pub struct DeploymentRequest {
+/// A request as stored.
+#[derive(Debug, Clone, FromRow)]
+pub struct RequestRow {
     pub id: Uuid,
     /// The idempotency key it was made with (`X-Request-ID`).
     pub request_id: String,
@@ -29,12 +24,10 @@ pub struct DeploymentRequest {
     pub failure_reason: Option<String>,
     pub attempts: i32,
     pub image: String,
-    /// The full desired spec this request asks for.
-    #[schema(value_type = DeploymentSpec)]
     pub spec: Json<DeploymentSpec>,
     pub created_on: DateTime<Utc>,
     pub updated_on: DateTime<Utc>,
-    #[serde(skip)]
+    /// What the key was used for: a replay must match it.
     pub fingerprint: String,
 }
 
@@ -55,7 +48,7 @@ pub struct NewRequest<'a> {
 pub async fn insert(
     conn: &mut PgConnection,
     new: NewRequest<'_>,
-) -> Result<Option<DeploymentRequest>, sqlx::Error> {
+) -> Result<Option<RequestRow>, sqlx::Error> {
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "INSERT INTO deployment_requests
              (request_id, user_id, identifier, name, namespace, request_type, image, spec, sequence, fingerprint)
@@ -80,20 +73,36 @@ pub async fn insert(
 /// The constraint a reused idempotency key violates.
 pub const KEY_CONSTRAINT: &str = "deployment_requests_user_request_id";
 
-/// Records a CREATE in one statement: reserves the identifier
-/// ([`super::deployments::RESERVE`]), inserts the request numbered after
-/// the deployment's earlier requests, and queues it in the outbox. `None`
-/// when the identifier is taken; a key the user already used fails the whole
-/// statement on [`KEY_CONSTRAINT`], leaving nothing behind.
+/// Records a CREATE in one statement: reserves the identifier in
+/// `deployments`, inserts the request numbered after the deployment's earlier
+/// requests, and queues it in the outbox. An identifier whose deployment is
+/// gone may be created again by its owner, and starts over as `INITIATED`.
+/// `None` when the identifier is taken; a key the user already used fails
+/// the whole statement on [`KEY_CONSTRAINT`], leaving nothing behind. One
+/// statement across three tables, because this is the hot path of the API.
 pub async fn insert_create(
     db: impl PgExecutor<'_>,
     key: &str,
     user_id: Uuid,
     spec: &DeploymentSpec,
     fingerprint: &str,
-) -> Result<Option<DeploymentRequest>, sqlx::Error> {
+) -> Result<Option<RequestRow>, sqlx::Error> {
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "WITH reserved AS ({reserve}),
+        "WITH reserved AS (
+             INSERT INTO deployments (identifier, name, namespace, image, status, user_id, spec, last_sequence)
+             VALUES ($1, $2, $3, $4, 'INITIATED', $5, $6, 1)
+             ON CONFLICT (identifier) DO UPDATE SET
+                 name = EXCLUDED.name, namespace = EXCLUDED.namespace, image = EXCLUDED.image,
+                 status = 'INITIATED', health = 'MISSING', spec = EXCLUDED.spec,
+                 last_sequence = deployments.last_sequence + 1,
+                 resource_version = NULL, replicas = NULL, ready_replicas = NULL,
+                 available_replicas = NULL, updated_replicas = NULL, generation = NULL,
+                 observed_generation = NULL, conditions = '[]', metadata = '{{}}',
+                 created_on = clock_timestamp(), updated_on = clock_timestamp()
+             WHERE deployments.user_id = EXCLUDED.user_id
+               AND deployments.status IN ('DELETED', 'FAILED')
+             RETURNING last_sequence
+         ),
          request AS (
              INSERT INTO deployment_requests
                  (request_id, user_id, identifier, name, namespace, request_type, image, spec, sequence, fingerprint)
@@ -101,8 +110,7 @@ pub async fn insert_create(
              RETURNING {COLUMNS}
          ),
          queued AS (INSERT INTO outbox (request_id) SELECT id FROM request)
-         SELECT {COLUMNS} FROM request",
-        reserve = super::deployments::RESERVE,
+         SELECT {COLUMNS} FROM request"
     )))
     .bind(&spec.identifier)
     .bind(&spec.name)
@@ -120,7 +128,7 @@ pub async fn find_by_key(
     db: impl PgExecutor<'_>,
     user_id: Uuid,
     key: &str,
-) -> Result<Option<DeploymentRequest>, sqlx::Error> {
+) -> Result<Option<RequestRow>, sqlx::Error> {
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {COLUMNS} FROM deployment_requests WHERE user_id = $1 AND request_id = $2"
     )))
@@ -134,7 +142,7 @@ pub async fn find(
     db: impl PgExecutor<'_>,
     user_id: Uuid,
     id: Uuid,
-) -> Result<Option<DeploymentRequest>, sqlx::Error> {
+) -> Result<Option<RequestRow>, sqlx::Error> {
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {COLUMNS} FROM deployment_requests WHERE user_id = $1 AND id = $2"
     )))
@@ -173,8 +181,8 @@ pub async fn list(
     filter: &Filter,
     after: Option<&Cursor>,
     limit: i64,
-) -> Result<Page<DeploymentRequest>, sqlx::Error> {
-    let rows: Vec<DeploymentRequest> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+) -> Result<Page<RequestRow>, sqlx::Error> {
+    let rows: Vec<RequestRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {COLUMNS} FROM deployment_requests
          WHERE user_id = $1
            AND ($2::text IS NULL OR status = $2)
@@ -294,35 +302,24 @@ pub async fn long_waiting(
 }
 
 /// Ends a waiting request: `SUCCESS`, or `FAILURE` with its reason, counting
-/// the attempt that ended it, and moves its deployment on by `outcome` in
-/// the same statement.
+/// the attempt that ended it. False when it had already ended.
 pub async fn finish(
     db: impl PgExecutor<'_>,
     id: Uuid,
     status: RequestStatus,
     failure_reason: Option<&str>,
-    outcome: Option<Outcome>,
-) -> Result<(), sqlx::Error> {
-    let (next, from) = outcome.map(Outcome::transition).unzip();
-    sqlx::query(
-        "WITH finished AS (
-             UPDATE deployment_requests
-             SET status = $2, failure_reason = $3, attempts = attempts + 1, updated_on = clock_timestamp()
-             WHERE id = $1 AND status = 'CREATED'
-             RETURNING identifier
-         )
-         UPDATE deployments SET status = $4, updated_on = clock_timestamp(),
-             health = CASE WHEN $4 IN ('DELETED', 'FAILED') THEN 'MISSING' ELSE health END
-         WHERE $4 IS NOT NULL AND identifier IN (SELECT identifier FROM finished) AND status = ANY($5)",
+) -> Result<bool, sqlx::Error> {
+    let finished = sqlx::query(
+        "UPDATE deployment_requests
+         SET status = $2, failure_reason = $3, attempts = attempts + 1, updated_on = clock_timestamp()
+         WHERE id = $1 AND status = 'CREATED'",
     )
     .bind(id)
     .bind(status)
     .bind(failure_reason)
-    .bind(next)
-    .bind(from.map(|from| from.to_vec()))
     .execute(db)
     .await?;
-    Ok(())
+    Ok(finished.rows_affected() == 1)
 }
 
 /// Counts a failed attempt that will be retried, keeping its reason;

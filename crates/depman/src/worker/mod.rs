@@ -1,19 +1,24 @@
-//! The `worker` role: takes request messages from the shared durable
-//! consumer and carries them out, many at once, acknowledging each only once
-//! its request is finished.
+//! The `worker` role: takes request messages and sync events from the
+//! shared durable consumers and handles them, many at once, acknowledging
+//! each only once it is handled.
 
+mod consume;
+pub mod decision;
 pub mod process;
 pub mod sync;
 
-use std::{sync::Arc, time::Duration};
+use std::time::Duration;
 
 use async_nats::jetstream::{AckKind, Message};
-use futures::StreamExt;
-use tokio::{sync::Semaphore, task::JoinSet};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::queue::{self, RequestMessage};
+use crate::{
+    dependencies::Dependencies,
+    queue::{Feed, RequestMessage},
+    settings::WorkerSettings,
+};
+use consume::Consume;
 pub use process::{Context, Next};
 
 pub struct Worker {
@@ -23,102 +28,65 @@ pub struct Worker {
 }
 
 impl Worker {
-    pub fn new(ctx: Context, concurrency: u32, shutdown_timeout: Duration) -> Self {
+    pub fn build(deps: &Dependencies, kube: kube::Client, settings: &WorkerSettings) -> Self {
+        let ctx = Context {
+            pool: deps.pool.clone(),
+            kube,
+            js: deps.js.clone(),
+            names: deps.names.clone(),
+            max_attempts: settings.max_attempts,
+            retry_backoff: settings.retry_backoff,
+            metrics: deps.metrics.worker.clone(),
+        };
         let pool_size = ctx.pool.options().get_max_connections();
-        let capped = capped_concurrency(concurrency, pool_size);
-        if capped < concurrency {
+        let concurrency = capped_concurrency(settings.concurrency, pool_size);
+        if concurrency < settings.concurrency {
             tracing::warn!(
-                requested = concurrency,
-                concurrency = capped,
+                requested = settings.concurrency,
+                concurrency,
                 pool_size,
                 "worker concurrency capped at half the database pool"
             );
         }
         Self {
             ctx,
-            concurrency: capped as usize,
-            shutdown_timeout,
+            concurrency: concurrency as usize,
+            shutdown_timeout: settings.shutdown_timeout,
         }
     }
 
-    /// Consumes until `stop` is cancelled: then stops fetching, gives the
-    /// requests in flight `shutdown_timeout` to finish, and leaves the rest
-    /// to be redelivered.
+    /// Consumes requests and sync events until `stop` is cancelled: then
+    /// stops fetching, gives the messages in flight `shutdown_timeout` to
+    /// finish, and leaves the rest to be redelivered.
     pub async fn run(self, stop: CancellationToken) -> anyhow::Result<()> {
-        let sync = tokio::spawn(sync::run(self.ctx.clone(), self.concurrency, stop.clone()));
-        let requests = self.run_requests(stop).await;
+        let sync_ctx = self.ctx.clone();
+        let sync = tokio::spawn(self.consume(Feed::Sync).run(stop.clone(), move |message| {
+            sync::settle(sync_ctx.clone(), message)
+        }));
+        let ctx = self.ctx.clone();
+        let requests = self
+            .consume(Feed::Requests)
+            .run(stop, move |message| settle(ctx.clone(), message))
+            .await;
         sync.await??;
+        tracing::info!("worker stopped");
         requests
     }
 
-    async fn run_requests(self, stop: CancellationToken) -> anyhow::Result<()> {
-        let consumer = loop {
-            match queue::worker_consumer(&self.ctx.js, &self.ctx.names).await {
-                Ok(consumer) => break consumer,
-                Err(error) => {
-                    tracing::warn!(
-                        error = format!("{error:#}"),
-                        "worker: JetStream not ready; retrying"
-                    );
-                    tokio::select! {
-                        _ = stop.cancelled() => return Ok(()),
-                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                    }
-                }
-            }
-        };
-        let mut messages = consumer
-            .stream()
-            .max_messages_per_batch(self.concurrency)
-            .messages()
-            .await?;
-        let slots = Arc::new(Semaphore::new(self.concurrency));
-        let mut in_flight = JoinSet::new();
-        tracing::info!(concurrency = self.concurrency, "worker consuming");
-        loop {
-            let slot = tokio::select! {
-                _ = stop.cancelled() => break,
-                slot = slots.clone().acquire_owned() => slot?,
-            };
-            let message = tokio::select! {
-                _ = stop.cancelled() => break,
-                message = messages.next() => message,
-            };
-            match message {
-                Some(Ok(message)) => {
-                    let ctx = self.ctx.clone();
-                    in_flight.spawn(async move {
-                        settle(&ctx, message).await;
-                        drop(slot);
-                    });
-                }
-                Some(Err(error)) => tracing::warn!(%error, "worker: fetching messages failed"),
-                None => break,
-            }
-            while in_flight.try_join_next().is_some() {}
+    fn consume(&self, feed: Feed) -> Consume {
+        Consume {
+            js: self.ctx.js.clone(),
+            names: self.ctx.names.clone(),
+            feed,
+            concurrency: self.concurrency,
+            shutdown_timeout: self.shutdown_timeout,
         }
-        drop(messages);
-        tracing::info!(in_flight = in_flight.len(), "worker stopping");
-        if tokio::time::timeout(self.shutdown_timeout, async {
-            while in_flight.join_next().await.is_some() {}
-        })
-        .await
-        .is_err()
-        {
-            tracing::warn!(
-                "worker: requests still in flight at the deadline; they will be redelivered"
-            );
-            in_flight.abort_all();
-        }
-        // Acks are plain publishes: make sure they left before the process does.
-        let _ = self.ctx.js.client().flush().await;
-        tracing::info!("worker stopped");
-        Ok(())
     }
 }
 
-/// Handles one message and acknowledges it, or asks for it again later.
-async fn settle(ctx: &Context, message: Message) {
+/// Handles one request message and acknowledges it, or asks for it again
+/// later.
+async fn settle(ctx: Context, message: Message) {
     let parsed: Result<RequestMessage, _> = serde_json::from_slice(&message.payload);
     let request = match parsed {
         Ok(request) => request,
@@ -130,7 +98,7 @@ async fn settle(ctx: &Context, message: Message) {
     };
     let span =
         tracing::info_span!("request", id = %request.request_id, identifier = %request.identifier);
-    let next = match process::handle(ctx, &request).instrument(span).await {
+    let next = match process::handle(&ctx, &request).instrument(span).await {
         Ok(next) => next,
         Err(error) => {
             // PostgreSQL or NATS trouble: nothing was recorded as finished.
@@ -140,7 +108,7 @@ async fn settle(ctx: &Context, message: Message) {
     };
     let acked = match next {
         // A lost acknowledgement only means a redelivery, which finds the
-        // request finished; the worker flushes its acks when it stops.
+        // request finished; the consumer flushes its acks when it stops.
         Next::Done => message.ack().await,
         Next::RetryAfter(delay) => message.ack_with(AckKind::Nak(Some(delay))).await,
     };

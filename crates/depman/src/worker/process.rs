@@ -1,5 +1,5 @@
-//! Carrying out one request: a plain function of the request id and the
-//! worker's context, which the tests call directly.
+//! Carrying out one request message: `handle` is a plain function of the
+//! message and the worker's context, which the tests call directly.
 //!
 //! Order per deployment: requests of one identifier take effect in their
 //! sequence order whatever order their messages arrive in. Under a
@@ -15,13 +15,14 @@ use kube::Client;
 use rand::Rng;
 use sqlx::{PgConnection, PgPool};
 
+use super::decision::{self, Decision};
 use crate::{
-    domain::status::{RequestStatus, RequestType},
-    kubernetes::{self, ApplyError},
-    metrics::{OutcomeLabels, WorkerMetrics},
-    queue::{DeadLetter, Names, RequestMessage, SyncEvent},
+    domain::status::RequestType,
+    kubernetes,
+    metrics::WorkerMetrics,
+    queue::{self, DeadLetter, Names, RequestMessage},
     store::{
-        deployments::Outcome,
+        deployments,
         requests::{self, Waiting},
     },
 };
@@ -59,12 +60,7 @@ pub async fn handle(ctx: &Context, message: &RequestMessage) -> anyhow::Result<N
     // is written on `conn`, each outcome committed as it happens.
     let mut conn = ctx.pool.acquire().await?;
     let mut lock = ctx.pool.begin().await?;
-    let locked: bool =
-        sqlx::query_scalar("SELECT pg_try_advisory_xact_lock(hashtextextended($1, 0))")
-            .bind(&message.identifier)
-            .fetch_one(&mut *lock)
-            .await?;
-    if !locked {
+    if !deployments::try_lock_for_work(&mut lock, &message.identifier).await? {
         // Another worker is carrying out this deployment's requests, maybe
         // this one among them: look again shortly, holding nothing meanwhile.
         return Ok(Next::RetryAfter(backoff(LOCK_WAIT, 1)));
@@ -83,27 +79,38 @@ pub async fn handle(ctx: &Context, message: &RequestMessage) -> anyhow::Result<N
 /// How long a message waits when its deployment is locked by another worker.
 const LOCK_WAIT: Duration = Duration::from_millis(100);
 
-/// Applies one request and records its outcome; returns the retry delay if
-/// it failed transiently and has attempts left.
+/// Decides what becomes of one request, applying it if it may be, and
+/// records that; returns the retry delay if it is to be tried again.
 async fn carry_out(
     ctx: &Context,
     conn: &mut PgConnection,
     request: &Waiting,
 ) -> anyhow::Result<Option<Duration>> {
-    let kind = type_label(request.request_type);
-    if let Some((reason, outcome)) = moot(conn, request).await? {
-        requests::finish(
-            &mut *conn,
-            request.id,
-            RequestStatus::Failure,
-            Some(reason),
-            None,
-        )
-        .await?;
-        tracing::warn!(request = %request.id, identifier = %request.identifier, %reason, "request ended unapplied");
-        count(ctx, kind, outcome);
-        return Ok(None);
-    }
+    let create_failed = request.request_type == RequestType::Update
+        && requests::create_failed_before(&mut *conn, &request.identifier, request.sequence)
+            .await?;
+    let moot = decision::moot(
+        request.request_type,
+        request.sequence,
+        request.newest_success,
+        create_failed,
+    );
+    let decision = match moot {
+        Some(moot) => Decision::Moot(moot),
+        None => {
+            let result = apply(ctx, request).await;
+            decision::after_apply(result, request.attempts, ctx.max_attempts)
+        }
+    };
+    record(ctx, conn, request, &decision).await?;
+    Ok(match decision {
+        Decision::Retry { attempts, .. } => Some(backoff(ctx.retry_backoff, attempts)),
+        _ => None,
+    })
+}
+
+/// The request's change, made in the cluster.
+async fn apply(ctx: &Context, request: &Waiting) -> Result<(), kubernetes::ApplyError> {
     let started = Instant::now();
     let result = match request.request_type {
         RequestType::Create | RequestType::Update => {
@@ -114,89 +121,50 @@ async fn carry_out(
             kubernetes::delete(&ctx.kube, &request.namespace, &request.identifier).await
         }
     };
-    ctx.metrics
-        .apply_latency
-        .observe(started.elapsed().as_secs_f64());
-    let reason = match result {
-        Ok(()) => {
-            let outcome = match request.request_type {
-                RequestType::Create => Some(Outcome::Created),
-                RequestType::Delete => Some(Outcome::Deleted),
-                RequestType::Update => None,
-            };
-            requests::finish(
-                &mut *conn,
-                request.id,
-                RequestStatus::Success,
-                None,
-                outcome,
-            )
-            .await?;
-            if request.request_type != RequestType::Delete {
-                ask_for_sync(ctx, request).await;
-            }
-            tracing::info!(request = %request.id, identifier = %request.identifier, kind, "request carried out");
-            count(ctx, kind, "success");
-            return Ok(None);
-        }
-        Err(ApplyError::Permanent(reason)) => reason,
-        Err(ApplyError::Transient(reason)) => {
-            let attempts = request.attempts + 1;
-            if (attempts as u32) < ctx.max_attempts {
-                requests::count_attempt(&mut *conn, request.id, &reason).await?;
-                tracing::warn!(request = %request.id, identifier = %request.identifier, attempts, %reason, "transient failure; will retry");
-                ctx.metrics.retries.inc();
-                count(ctx, kind, "retry");
-                return Ok(Some(backoff(ctx.retry_backoff, attempts)));
-            }
-            let reason = format!("gave up after {attempts} attempts: {reason}");
-            dead_letter(ctx, request, attempts, &reason).await?;
-            reason
-        }
-    };
-    let outcome = (request.request_type == RequestType::Create).then_some(Outcome::CreateFailed);
-    requests::finish(
-        &mut *conn,
-        request.id,
-        RequestStatus::Failure,
-        Some(&reason),
-        outcome,
-    )
-    .await?;
-    tracing::warn!(request = %request.id, identifier = %request.identifier, %reason, "request failed");
-    count(ctx, kind, "failure");
-    Ok(None)
+    ctx.metrics.applied_in(started.elapsed());
+    result
 }
 
-/// Why a waiting request must end `FAILURE` without touching the cluster,
-/// with its outcome label, if it must.
-async fn moot(
+/// Writes what was decided: the request's end and its deployment's status
+/// in one transaction, or the attempt to be retried; a dead letter first
+/// for a request that gave up.
+async fn record(
+    ctx: &Context,
     conn: &mut PgConnection,
     request: &Waiting,
-) -> Result<Option<(&'static str, &'static str)>, sqlx::Error> {
-    if request
-        .newest_success
-        .is_some_and(|newest| newest > request.sequence)
-    {
-        // Only a replayed request can be older than one that already took
-        // effect: applying it would undo a newer spec.
-        return Ok(Some((
-            "superseded: a newer request of this deployment already took effect",
-            "superseded",
-        )));
+    decision: &Decision,
+) -> anyhow::Result<()> {
+    let (id, identifier, kind) = (request.id, &request.identifier, request.request_type);
+    if let Decision::Retry { attempts, reason } = decision {
+        requests::count_attempt(&mut *conn, id, reason).await?;
+        tracing::warn!(request = %id, %identifier, attempts, %reason, "transient failure; will retry");
     }
-    // An UPDATE accepted while its CREATE waited would otherwise create the
-    // object of a deployment recorded as never created (FAILED), which its
-    // owner could then neither see updated nor delete.
-    if request.request_type == RequestType::Update
-        && requests::create_failed_before(&mut *conn, &request.identifier, request.sequence).await?
+    if let Decision::Failed {
+        reason,
+        dead_letter: true,
+    } = decision
     {
-        return Ok(Some((
-            "its deployment's CREATE failed: there is nothing to update",
-            "failure",
-        )));
+        send_dead_letter(ctx, request, reason).await?;
     }
-    Ok(None)
+    if let Some((status, reason)) = decision.ending() {
+        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+        let finished = requests::finish(&mut *tx, id, status, reason).await?;
+        if let Some(outcome) = decision.outcome(kind).filter(|_| finished) {
+            deployments::record_outcome(&mut *tx, identifier, outcome).await?;
+        }
+        tx.commit().await?;
+        match reason {
+            Some(reason) => tracing::warn!(request = %id, %identifier, %reason, "request failed"),
+            None => {
+                tracing::info!(request = %id, %identifier, kind = kind.as_str(), "request carried out")
+            }
+        }
+    }
+    if *decision == Decision::Succeeded && kind != RequestType::Delete {
+        ask_for_sync(ctx, request).await;
+    }
+    ctx.metrics.processed(kind.as_str(), decision.label());
+    Ok(())
 }
 
 /// A sync of the deployment once its request is recorded: the watcher's
@@ -204,40 +172,30 @@ async fn moot(
 /// waiting (which keeps the row `UPDATING`), and nothing else would look at
 /// it again until the rollout moves.
 async fn ask_for_sync(ctx: &Context, request: &Waiting) {
-    let event = SyncEvent {
-        namespace: request.namespace.clone(),
-        name: request.identifier.clone(),
-        observed_on: chrono::Utc::now(),
+    let published = async {
+        queue::publish_sync(
+            &ctx.js,
+            &ctx.names,
+            &request.namespace,
+            &request.identifier,
+            None,
+        )
+        .await?
+        .await?;
+        anyhow::Ok(())
     };
-    let subject = ctx
-        .names
-        .sync_subject(&request.namespace, &request.identifier);
-    let published = match serde_json::to_vec(&event) {
-        Ok(payload) => ctx
-            .js
-            .publish(subject, payload.into())
-            .await
-            .map(drop)
-            .map_err(anyhow::Error::from),
-        Err(error) => Err(error.into()),
-    };
-    if let Err(error) = published {
+    if let Err(error) = published.await {
         // The next change or resync catches up.
         tracing::warn!(error = format!("{error:#}"), "asking for a sync failed");
     }
 }
 
-async fn dead_letter(
-    ctx: &Context,
-    request: &Waiting,
-    attempts: i32,
-    reason: &str,
-) -> anyhow::Result<()> {
+async fn send_dead_letter(ctx: &Context, request: &Waiting, reason: &str) -> anyhow::Result<()> {
     let letter = DeadLetter {
         request_id: request.id,
         identifier: request.identifier.clone(),
         request_type: request.request_type,
-        attempts,
+        attempts: request.attempts + 1,
         failure_reason: reason.to_owned(),
         failed_on: chrono::Utc::now(),
     };
@@ -248,7 +206,7 @@ async fn dead_letter(
         )
         .await?
         .await?;
-    ctx.metrics.dead_letters.inc();
+    ctx.metrics.dead_lettered();
     Ok(())
 }
 
@@ -260,24 +218,6 @@ pub fn backoff(base: Duration, attempts: i32) -> Duration {
         .saturating_mul(2u32.saturating_pow(exponent))
         .min(Duration::from_secs(60));
     delay.mul_f64(rand::rng().random_range(0.75..1.25))
-}
-
-fn count(ctx: &Context, request_type: &'static str, outcome: &'static str) {
-    ctx.metrics
-        .processed
-        .get_or_create(&OutcomeLabels {
-            request_type,
-            outcome,
-        })
-        .inc();
-}
-
-fn type_label(request_type: RequestType) -> &'static str {
-    match request_type {
-        RequestType::Create => "CREATE",
-        RequestType::Update => "UPDATE",
-        RequestType::Delete => "DELETE",
-    }
 }
 
 #[cfg(test)]

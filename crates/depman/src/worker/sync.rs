@@ -6,17 +6,15 @@
 
 use std::time::Duration;
 
-use async_nats::jetstream::AckKind;
-use futures::StreamExt;
+use async_nats::jetstream::{AckKind, Message};
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::Api;
-use tokio_util::sync::CancellationToken;
 
 use super::Context;
 use crate::{
     domain::rollout,
     kubernetes::{self, MANAGED_BY},
-    queue::{self, SyncEvent},
+    queue::SyncEvent,
     store::deployments::{self, Condition, Live},
 };
 
@@ -28,6 +26,17 @@ pub enum Synced {
     /// Nothing to write: not depman's, unknown to the database (never
     /// adopted), or the row already holds this state or a newer one.
     Unchanged,
+}
+
+impl Synced {
+    /// The `outcome` label of `depman_sync_events_applied_total`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Updated => "updated",
+            Self::Deleted => "deleted",
+            Self::Unchanged => "unchanged",
+        }
+    }
 }
 
 /// Reads the Deployment of `event` and records what it is now.
@@ -107,58 +116,30 @@ fn live_state(deployment: &Deployment) -> Live {
     }
 }
 
-/// Consumes sync events until `stop` is cancelled.
-pub async fn run(ctx: Context, concurrency: usize, stop: CancellationToken) -> anyhow::Result<()> {
-    let consumer = loop {
-        match queue::sync_consumer(&ctx.js, &ctx.names).await {
-            Ok(consumer) => break consumer,
-            Err(error) => {
-                tracing::warn!(
-                    error = format!("{error:#}"),
-                    "sync: JetStream not ready; retrying"
-                );
-                tokio::select! {
-                    _ = stop.cancelled() => return Ok(()),
-                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                }
-            }
+/// Handles one sync event and acknowledges it, or asks for it again soon.
+pub async fn settle(ctx: Context, message: Message) {
+    let event: SyncEvent = match serde_json::from_slice(&message.payload) {
+        Ok(event) => event,
+        Err(error) => {
+            tracing::error!(%error, "unreadable sync event; terminated");
+            let _ = message.ack_with(AckKind::Term).await;
+            return;
         }
     };
-    let messages = consumer
-        .stream()
-        .max_messages_per_batch(concurrency)
-        .messages()
-        .await?;
-    messages
-        .take_until(stop.cancelled())
-        .for_each_concurrent(concurrency, |message| {
-            let ctx = ctx.clone();
-            async move {
-                let Ok(message) = message else { return };
-                let event: SyncEvent = match serde_json::from_slice(&message.payload) {
-                    Ok(event) => event,
-                    Err(error) => {
-                        tracing::error!(%error, "unreadable sync event; terminated");
-                        let _ = message.ack_with(AckKind::Term).await;
-                        return;
-                    }
-                };
-                let acked = match sync(&ctx, &event).await {
-                    Ok(synced) => {
-                        ctx.metrics.observe_sync(synced, event.observed_on);
-                        message.ack().await
-                    }
-                    Err(error) => {
-                        tracing::warn!(error = format!("{error:#}"), namespace = %event.namespace, name = %event.name, "sync failed; will retry");
-                        message.ack_with(AckKind::Nak(Some(Duration::from_millis(500)))).await
-                    }
-                };
-                if let Err(error) = acked {
-                    tracing::warn!(%error, "acknowledging a sync event failed");
-                }
-            }
-        })
-        .await;
-    let _ = ctx.js.client().flush().await;
-    Ok(())
+    let acked = match sync(&ctx, &event).await {
+        Ok(synced) => {
+            let lag = (synced != Synced::Unchanged).then(|| chrono::Utc::now() - event.observed_on);
+            ctx.metrics.synced(synced.label(), lag);
+            message.ack().await
+        }
+        Err(error) => {
+            tracing::warn!(error = format!("{error:#}"), namespace = %event.namespace, name = %event.name, "sync failed; will retry");
+            message
+                .ack_with(AckKind::Nak(Some(Duration::from_millis(500))))
+                .await
+        }
+    };
+    if let Err(error) = acked {
+        tracing::warn!(%error, "acknowledging a sync event failed");
+    }
 }

@@ -9,9 +9,12 @@ use std::net::SocketAddr;
 
 use depman::{
     api::Api,
-    app::Dependencies,
+    dependencies::Dependencies,
     queue::RequestMessage,
-    settings::{ApiSettings, CommonSettings, DatabaseSettings, NatsSettings, Secret},
+    settings::{
+        ApiSettings, CommonSettings, DatabaseSettings, NatsSettings, Secret, WatcherSettings,
+        WorkerSettings,
+    },
 };
 use reqwest::{Method, RequestBuilder, Response};
 use serde_json::Value;
@@ -198,22 +201,33 @@ impl TestApp {
         max_attempts: u32,
         retry_backoff: std::time::Duration,
     ) -> usize {
-        let ctx = depman::worker::Context {
-            pool: self.deps.pool.clone(),
-            kube,
-            js: self.deps.js.clone(),
-            names: self.deps.names.clone(),
+        // Three requests at once: a test may run three workers on its pool
+        // of 20.
+        let settings = WorkerSettings {
             max_attempts,
+            concurrency: 3,
             retry_backoff,
-            metrics: self.deps.metrics.worker.clone(),
+            shutdown_timeout: std::time::Duration::from_secs(10),
         };
-        // Three connections' worth of requests: a test may run three workers
-        // on its pool of 20.
-        let worker = depman::worker::Worker::new(ctx, 3, std::time::Duration::from_secs(10));
+        let worker = depman::worker::Worker::build(&self.deps, kube, &settings);
         let stop = CancellationToken::new();
         self.workers
             .push((stop.clone(), tokio::spawn(worker.run(stop))));
         self.workers.len() - 1
+    }
+
+    /// What a worker of this app carries out requests with, for tests that
+    /// call `depman::worker::process::handle` themselves.
+    pub fn worker_context(&self, kube: kube::Client) -> depman::worker::Context {
+        depman::worker::Context {
+            pool: self.deps.pool.clone(),
+            kube,
+            js: self.deps.js.clone(),
+            names: self.deps.names.clone(),
+            max_attempts: 3,
+            retry_backoff: std::time::Duration::from_millis(100),
+            metrics: self.deps.metrics.worker.clone(),
+        }
     }
 
     /// Starts a watcher in this process on `namespaces`, with metrics of its
@@ -224,19 +238,19 @@ impl TestApp {
         namespaces: Vec<String>,
         lease_duration: std::time::Duration,
     ) -> (usize, depman::metrics::WatcherMetrics) {
-        let metrics = depman::metrics::Metrics::default().watcher;
-        let watcher = depman::watcher::Watcher {
-            client: kube,
-            js: self.deps.js.clone(),
-            names: self.deps.names.clone(),
-            pool: self.deps.pool.clone(),
-            namespaces,
-            resync_interval: std::time::Duration::from_secs(300),
-            lease_namespace: "default".into(),
-            lease_duration,
-            identity: unique("watcher"),
-            metrics: metrics.clone(),
+        // Metrics of its own, to tell this watcher's work from another's.
+        let deps = Dependencies {
+            metrics: depman::metrics::Metrics::default(),
+            ..self.deps.clone()
         };
+        let settings = WatcherSettings {
+            watch_namespaces: namespaces,
+            resync_interval: std::time::Duration::from_secs(300),
+            lease_namespace: Some("default".into()),
+            lease_duration,
+        };
+        let watcher = depman::watcher::Watcher::build(&deps, kube, &settings);
+        let metrics = deps.metrics.watcher;
         let stop = CancellationToken::new();
         self.watchers
             .push(Some((stop.clone(), tokio::spawn(watcher.run(stop)))));

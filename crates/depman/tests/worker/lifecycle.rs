@@ -1,5 +1,6 @@
 use std::time::Duration;
 
+use depman::worker::{Next, process};
 use serde_json::json;
 
 use crate::{
@@ -74,6 +75,55 @@ async fn create_update_and_delete_take_effect_in_the_cluster() {
     cluster.wait_absent("web", WITHIN).await;
     let (_, row) = status_and_json(app.get("alice", "/api/v1/deployments/web").await).await;
     assert_eq!(row["status"], "DELETED");
+
+    app.finish().await;
+    cluster.finish().await;
+}
+
+#[tokio::test]
+async fn handling_a_message_carries_out_every_waiting_request_up_to_it() {
+    let cluster = Cluster::with_namespace().await;
+    let app = TestApp::spawn().await;
+    let (_, created) = status_and_json(
+        app.create("alice", &deployment("web", &cluster.namespace))
+            .await,
+    )
+    .await;
+    let id = created["id"].as_str().unwrap();
+    let (_, update) = status_and_json(
+        app.patch("alice", id, &json!({"image": "nginx:1.28"}))
+            .await,
+    )
+    .await;
+    let messages = app.published(2).await;
+    assert_eq!(messages.len(), 2, "{messages:?}");
+
+    // No worker runs: the test hands the UPDATE's message to `handle`, which
+    // carries out the CREATE first, then the UPDATE.
+    let ctx = app.worker_context(cluster.client.clone());
+    let update_message = messages.iter().max_by_key(|m| m.sequence).unwrap();
+    assert_eq!(
+        process::handle(&ctx, update_message).await.unwrap(),
+        Next::Done
+    );
+    for request in [id, update["id"].as_str().unwrap()] {
+        let (_, row) = status_and_json(
+            app.get("alice", &format!("/api/v1/deployments/requests/{request}"))
+                .await,
+        )
+        .await;
+        assert_eq!(row["status"], "SUCCESS", "{row}");
+        assert_eq!(row["attempts"], 1, "{row}");
+    }
+    assert_eq!(cluster.image("web").await.as_deref(), Some("nginx:1.28"));
+
+    // The CREATE's message, delivered late, finds nothing left to do.
+    let create_message = messages.iter().min_by_key(|m| m.sequence).unwrap();
+    assert_eq!(
+        process::handle(&ctx, create_message).await.unwrap(),
+        Next::Done
+    );
+    assert_eq!(cluster.image("web").await.as_deref(), Some("nginx:1.28"));
 
     app.finish().await;
     cluster.finish().await;

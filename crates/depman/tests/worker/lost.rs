@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use depman::requeue::{LOST_AFTER, requeue_lost};
+use depman::sweep::{self, LOST_AFTER};
 use serde_json::json;
 
 use crate::{
@@ -15,7 +15,7 @@ use crate::{
 const WITHIN: Duration = Duration::from_secs(60);
 
 async fn sweep(app: &TestApp, lost_after: Duration) -> usize {
-    requeue_lost(&app.pool, &app.deps.js, &app.deps.names, lost_after)
+    sweep::sweep(&app.pool, &app.deps.js, &app.deps.names, lost_after)
         .await
         .expect("sweep")
 }

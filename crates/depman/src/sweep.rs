@@ -1,5 +1,5 @@
-//! The sweep beside the outbox relay, run by the `api` role. Once the relay has published a request
-//! and removed its outbox row, JetStream alone holds its message; if
+//! The sweep for lost messages, beside the outbox relay in the `api` role.
+//! Once the relay has published a request and removed its outbox row, JetStream alone holds its message; if
 //! JetStream loses it (a purged stream, a server that lost its disk before
 //! syncing it), the request would wait as `CREATED` forever. The sweep finds
 //! the identifiers whose waiting requests are all older than a minute, out
@@ -44,8 +44,8 @@ pub async fn run(
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
-            _ = ticker.tick() => match requeue_lost(&pool, &js, &names, LOST_AFTER).await {
-                Ok(count) => metrics.requeued(count),
+            _ = ticker.tick() => match sweep(&pool, &js, &names, LOST_AFTER).await {
+                Ok(count) => metrics.swept(count),
                 Err(error) => tracing::warn!(
                     error = format!("{error:#}"),
                     "looking for lost messages failed"
@@ -57,7 +57,7 @@ pub async fn run(
 
 /// Queues again the newest waiting request of every identifier whose
 /// messages were lost; returns how many.
-pub async fn requeue_lost(
+pub async fn sweep(
     pool: &PgPool,
     js: &jetstream::Context,
     names: &Names,

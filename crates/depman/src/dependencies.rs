@@ -1,0 +1,41 @@
+//! The connections every role of one process shares: PostgreSQL, NATS and
+//! its JetStream names, and the metrics registry.
+
+use std::time::Duration;
+
+use async_nats::jetstream;
+use sqlx::PgPool;
+
+use crate::{db, metrics::Metrics, queue::Names, settings::CommonSettings};
+
+#[derive(Clone)]
+pub struct Dependencies {
+    pub pool: PgPool,
+    pub nats: async_nats::Client,
+    pub js: jetstream::Context,
+    pub names: Names,
+    pub metrics: Metrics,
+}
+
+impl Dependencies {
+    /// Connects lazily where it can: the process starts while PostgreSQL or
+    /// NATS is down, and catches up when they are back. Applies pending
+    /// migrations first.
+    pub async fn connect(settings: &CommonSettings) -> anyhow::Result<Self> {
+        let pool = db::pool(&settings.database)?;
+        db::migrate(&pool, Duration::from_secs(60)).await?;
+        let nats = async_nats::ConnectOptions::new()
+            .name("depman")
+            .retry_on_initial_connect()
+            .connect(&settings.nats.nats_url)
+            .await?;
+        let js = jetstream::new(nats.clone());
+        Ok(Self {
+            pool,
+            nats,
+            js,
+            names: Names::new(&settings.nats.prefix),
+            metrics: Metrics::default(),
+        })
+    }
+}
