@@ -3,6 +3,19 @@
 
 use super::names::check_dns_subdomain;
 
+/// A key that `check_key` takes, for the OpenAPI document: not reserved,
+/// an optional DNS subdomain prefix of at most 253 characters and `/`, then
+/// a name of at most 63 characters.
+pub const KEY_PATTERN: &str = concat!(
+    r"^(?!depman\.io/)(?!app\.kubernetes\.io/(?:managed-by|name)$)",
+    r"(?:(?=[^/]{1,253}/)[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?)*/)?",
+    r"[A-Za-z0-9](?:[-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$",
+);
+
+/// A label value that `check_label_value` takes: empty, or at most 63
+/// characters.
+pub const LABEL_VALUE_PATTERN: &str = r"^(?:[A-Za-z0-9](?:[-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$";
+
 /// Keys depman sets on every Deployment it manages; a user cannot set them.
 const RESERVED_KEYS: [&str; 2] = ["app.kubernetes.io/managed-by", "app.kubernetes.io/name"];
 const RESERVED_PREFIX: &str = "depman.io/";

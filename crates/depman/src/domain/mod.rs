@@ -6,6 +6,7 @@ pub mod labels;
 pub mod names;
 pub mod quantity;
 pub mod rollout;
+pub mod schema;
 pub mod spec;
 pub mod status;
 

@@ -1,25 +1,26 @@
 //! Kubernetes resource quantities (`250m`, `1.5`, `512Mi`, `1e3`), parsed far
 //! enough to check them and to compare a request with its limit.
 
+use std::sync::LazyLock;
+
+use regex::Regex;
+
+/// A number, then a decimal or binary suffix or a decimal exponent; the
+/// OpenAPI document carries this very pattern.
+pub const QUANTITY_PATTERN: &str =
+    r"^\+?([0-9]+(?:\.[0-9]*)?|\.[0-9]+)([numkMGTPE]|[KMGTPE]i|[eE][-+]?[0-9]{1,9})?$";
+
+static QUANTITY: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(QUANTITY_PATTERN).expect("the quantity pattern is valid"));
+
 /// The value of a quantity in base units (cores, bytes), as a float: exact
 /// enough to order two quantities, which is all depman needs of it.
 pub fn parse_quantity(value: &str) -> Result<f64, String> {
     let invalid =
         || format!("`{value}` is not a Kubernetes quantity (examples: `250m`, `2`, `512Mi`, `1G`)");
-    let split = value
-        .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '+'))
-        .unwrap_or(value.len());
-    let (number, suffix) = value.split_at(split);
-    let digits = number.strip_prefix('+').unwrap_or(number);
-    let well_formed = !digits.is_empty()
-        && digits.chars().filter(|&c| c == '.').count() <= 1
-        && digits.chars().any(|c| c.is_ascii_digit())
-        && !digits.contains('+');
-    if !well_formed {
-        return Err(invalid());
-    }
-    let number: f64 = digits.parse().map_err(|_| invalid())?;
-    let multiplier = match suffix {
+    let parts = QUANTITY.captures(value).ok_or_else(invalid)?;
+    let number: f64 = parts[1].parse().map_err(|_| invalid())?;
+    let multiplier = match parts.get(2).map_or("", |suffix| suffix.as_str()) {
         "" => 1.0,
         "n" => 1e-9,
         "u" => 1e-6,
@@ -37,11 +38,8 @@ pub fn parse_quantity(value: &str) -> Result<f64, String> {
         "Pi" => 1024f64.powi(5),
         "Ei" => 1024f64.powi(6),
         exponent => {
-            let power = exponent
-                .strip_prefix(['e', 'E'])
-                .filter(|p| !p.is_empty())
-                .and_then(|p| p.parse::<i32>().ok())
-                .ok_or_else(invalid)?;
+            // The pattern leaves at most nine digits: always an i32.
+            let power: i32 = exponent[1..].parse().map_err(|_| invalid())?;
             10f64.powi(power)
         }
     };
@@ -75,7 +73,18 @@ mod tests {
     #[test]
     fn rejects_the_rest() {
         for bad in [
-            "", "m", "-1", "1.2.3", "1KB", "1 Gi", "abc", "1e", "1mi", "++1", ".",
+            "",
+            "m",
+            "-1",
+            "1.2.3",
+            "1KB",
+            "1 Gi",
+            "abc",
+            "1e",
+            "1mi",
+            "++1",
+            ".",
+            "1e1234567890",
         ] {
             assert!(parse_quantity(bad).is_err(), "{bad}");
         }

@@ -8,11 +8,19 @@ use utoipa::ToSchema;
 
 use super::{
     FieldError, image::check_image_reference, labels, names::check_dns_label,
-    quantity::parse_quantity,
+    quantity::parse_quantity, schema,
 };
 
 pub const MAX_NAME_LEN: usize = 50;
 pub const MAX_REPLICAS: i64 = 1000;
+
+/// An environment variable name `check_env_name` takes.
+pub const ENV_NAME_PATTERN: &str = "^[-._a-zA-Z][-._a-zA-Z0-9]*$";
+/// A port name `check_port_name` takes (an IANA service name).
+pub const PORT_NAME_PATTERN: &str = "^(?=.{1,15}$)(?=.*[a-z])[a-z0-9]+(?:-[a-z0-9]+)*$";
+/// Free text (env values, annotation values, command, args): anything but
+/// NUL, which the body check refuses everywhere.
+pub const TEXT_PATTERN: &str = "^[^\\x00]*$";
 
 /// The full desired spec of a deployment, valid by construction: only
 /// [`DeploymentInput::validate`] makes one from user input.
@@ -35,13 +43,14 @@ pub struct DeploymentSpec {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Port {
-    /// 1 to 65535.
+    /// 1 to 65535; a port/protocol pair at most once.
+    #[schema(minimum = 1, maximum = 65535)]
     pub container_port: i64,
-    /// An IANA service name: at most 15 lowercase alphanumerics and '-'.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = schema::port_name)]
     pub name: Option<String>,
-    /// `TCP` (default), `UDP` or `SCTP`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = schema::protocol)]
     pub protocol: Option<String>,
 }
 
@@ -59,8 +68,10 @@ pub struct Resources {
 #[serde(deny_unknown_fields)]
 pub struct ResourceList {
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = schema::quantity)]
     pub cpu: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = schema::quantity)]
     pub memory: Option<String>,
 }
 
@@ -70,23 +81,27 @@ pub struct ResourceList {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DeploymentInput {
-    /// RFC 1123 label, at most 50 characters.
+    #[schema(schema_with = schema::name, required = true)]
     pub name: Option<String>,
-    /// RFC 1123 label: the namespace must exist in the cluster.
+    #[schema(schema_with = schema::namespace, required = true)]
     pub namespace: Option<String>,
-    /// Image reference, such as `nginx:1.27`.
+    #[schema(schema_with = schema::image, required = true)]
     pub image: Option<String>,
-    /// RFC 1123 label, at most 63 characters: the Deployment's name in the
-    /// cluster. Default: `name` and a random suffix.
+    #[schema(schema_with = schema::identifier)]
     pub identifier: Option<String>,
-    /// 0 to 1000; default 1.
+    #[schema(schema_with = schema::replicas)]
     pub replicas: Option<i64>,
+    #[schema(schema_with = schema::env)]
     pub env: Option<BTreeMap<String, String>>,
     pub ports: Option<Vec<Port>>,
     pub resources: Option<Resources>,
+    #[schema(schema_with = schema::labels)]
     pub labels: Option<BTreeMap<String, String>>,
+    #[schema(schema_with = schema::annotations)]
     pub annotations: Option<BTreeMap<String, String>>,
+    #[schema(schema_with = schema::words)]
     pub command: Option<Vec<String>>,
+    #[schema(schema_with = schema::words)]
     pub args: Option<Vec<String>>,
 }
 
@@ -98,23 +113,24 @@ pub struct DeploymentInput {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DeploymentPatch {
-    #[schema(value_type = Option<String>)]
+    /// The image cannot be removed: `null` is refused.
+    #[schema(schema_with = schema::image)]
     pub image: Option<IgnoredAny>,
-    #[schema(value_type = Option<i64>)]
+    #[schema(schema_with = schema::replicas)]
     pub replicas: Option<IgnoredAny>,
-    #[schema(value_type = Option<BTreeMap<String, Option<String>>>)]
+    #[schema(schema_with = schema::env_patch)]
     pub env: Option<IgnoredAny>,
     #[schema(value_type = Option<Vec<Port>>)]
     pub ports: Option<IgnoredAny>,
     #[schema(value_type = Option<Resources>)]
     pub resources: Option<IgnoredAny>,
-    #[schema(value_type = Option<BTreeMap<String, Option<String>>>)]
+    #[schema(schema_with = schema::labels_patch)]
     pub labels: Option<IgnoredAny>,
-    #[schema(value_type = Option<BTreeMap<String, Option<String>>>)]
+    #[schema(schema_with = schema::annotations_patch)]
     pub annotations: Option<IgnoredAny>,
-    #[schema(value_type = Option<Vec<String>>)]
+    #[schema(schema_with = schema::words)]
     pub command: Option<IgnoredAny>,
-    #[schema(value_type = Option<Vec<String>>)]
+    #[schema(schema_with = schema::words)]
     pub args: Option<IgnoredAny>,
 }
 
@@ -206,7 +222,7 @@ fn required(
 }
 
 /// Environment variable names as Kubernetes has long accepted them.
-fn check_env_name(name: &str) -> Result<(), String> {
+pub(crate) fn check_env_name(name: &str) -> Result<(), String> {
     let valid = !name.is_empty()
         && !name.starts_with(|c: char| c.is_ascii_digit())
         && name
@@ -254,7 +270,7 @@ fn check_ports(check: &mut impl FnMut(&str, Result<(), String>), ports: &[Port])
 }
 
 /// An IANA service name, as Kubernetes requires of port names.
-fn check_port_name(name: &str) -> Result<(), String> {
+pub(crate) fn check_port_name(name: &str) -> Result<(), String> {
     let valid = (1..=15).contains(&name.len())
         && name
             .chars()

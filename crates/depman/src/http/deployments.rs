@@ -91,11 +91,13 @@ impl From<DeploymentRow> for Deployment {
 #[utoipa::path(
     get,
     path = "/api/v1/deployments/{identifier}",
+    operation_id = "get_deployment",
     tag = "deployments",
-    params(("identifier" = inline(DnsLabel), Path), ("X-User-ID" = String, Header)),
+    params(("identifier" = inline(DnsLabel), Path)),
     responses(
-        (status = 200, body = Deployment),
+        (status = 200, description = "The deployment", body = Deployment),
         (status = 404, description = "No such deployment for this user", body = Problem),
+        (status = 422, description = "`identifier` cannot be one", body = Problem),
     )
 )]
 pub async fn get(
@@ -118,6 +120,7 @@ pub struct ListDeployments {
     pub namespace: Option<DnsLabel>,
     pub status: Option<DeploymentStatus>,
     /// 1 to 500; default 50.
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<i64>,
     /// `next_cursor` of the previous page.
     pub cursor: Option<String>,
@@ -127,10 +130,11 @@ pub struct ListDeployments {
 #[utoipa::path(
     get,
     path = "/api/v1/deployments",
+    operation_id = "list_deployments",
     tag = "deployments",
-    params(ListDeployments, ("X-User-ID" = String, Header)),
+    params(ListDeployments),
     responses(
-        (status = 200, body = Page<Deployment>),
+        (status = 200, description = "A page of deployments", body = Page<Deployment>),
         (status = 422, description = "A parameter is invalid", body = Problem),
     )
 )]

@@ -20,6 +20,7 @@ pub struct Status {
 #[utoipa::path(
     get,
     path = "/api/v1/ping",
+    operation_id = "ping",
     tag = "operations",
     responses((status = 200, description = "Alive", body = Status))
 )]
@@ -31,6 +32,7 @@ pub async fn ping() -> Json<Status> {
 #[utoipa::path(
     get,
     path = "/readyz",
+    operation_id = "ready",
     tag = "operations",
     responses(
         (status = 200, description = "Ready", body = Status),

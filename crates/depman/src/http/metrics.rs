@@ -41,8 +41,9 @@ pub async fn track(State(metrics): State<Metrics>, request: Request, next: Next)
 #[utoipa::path(
     get,
     path = "/metrics",
+    operation_id = "metrics",
     tag = "operations",
-    responses((status = 200, description = "Prometheus text format", content_type = "text/plain"))
+    responses((status = 200, description = "OpenMetrics text", body = String, content_type = "application/openmetrics-text"))
 )]
 pub async fn render(State(state): State<AppState>) -> Response {
     exposition(&state.metrics)

@@ -8,6 +8,7 @@ pub mod error;
 pub mod extract;
 pub mod health;
 pub mod metrics;
+pub mod openapi;
 pub mod requests;
 pub mod trace;
 
@@ -39,7 +40,8 @@ pub struct AppState {
     info(
         title = "depman",
         description = "Create, update and delete Kubernetes Deployments, asynchronously. \
-                       Every /api/v1 route but /api/v1/ping needs X-User-ID.",
+                       Every /api/v1 route but /api/v1/ping needs X-User-ID (Authorize). \
+                       Errors are RFC 9457 problem details naming each offending field.",
     ),
     tags(
         (name = "requests", description = "What users ask for: CREATE, UPDATE and DELETE requests"),
@@ -52,9 +54,10 @@ struct ApiDoc;
 /// The whole application: API routes, OpenAPI document, Swagger UI, and the
 /// layers every request passes through.
 pub fn router(state: AppState) -> Router {
-    let (api, openapi) = api_routes().split_for_parts();
+    let (api, mut document) = api_routes().split_for_parts();
+    openapi::complete(&mut document);
     let metrics = state.metrics.clone();
-    api.merge(SwaggerUi::new("/swagger").url("/api-docs/openapi.json", openapi))
+    api.merge(SwaggerUi::new("/swagger").url("/api-docs/openapi.json", document))
         .method_not_allowed_fallback(|| async {
             ApiError::MethodNotAllowed("this route does not take that method".into())
         })

@@ -23,6 +23,7 @@ use crate::{
     accept::{self, Accepted, Asker},
     domain::{
         names::DnsLabel,
+        schema,
         spec::{DeploymentInput, DeploymentPatch, DeploymentSpec},
         status::{RequestStatus, RequestType},
     },
@@ -76,19 +77,18 @@ impl From<RequestRow> for DeploymentRequest {
 #[utoipa::path(
     post,
     path = "/api/v1/deployments/requests/create",
+    operation_id = "create_request",
     tag = "requests",
     params(Headers),
     request_body = DeploymentInput,
     responses(
-        (status = 202, description = "Accepted; `Location` names the new request", body = DeploymentRequest),
-        (status = 200, description = "Replay of an earlier request with the same X-Request-ID and body (`Idempotent-Replayed: true`)", body = DeploymentRequest),
+        (status = 202, description = "Accepted", body = DeploymentRequest),
+        (status = 200, description = "Replay of an earlier request with the same X-Request-ID and body", body = DeploymentRequest),
         (status = 400, description = "The body is not a JSON object", body = Problem),
-        (status = 401, description = "X-User-ID missing or malformed", body = Problem),
         (status = 409, description = "The identifier is taken", body = Problem),
         (status = 413, description = "The body is over 64 KiB", body = Problem),
         (status = 415, description = "The body is not JSON", body = Problem),
-        (status = 422, description = "A field is invalid, or X-Request-ID was used for another request", body = Problem),
-        (status = 503, description = "PostgreSQL is unavailable", body = Problem),
+        (status = 422, description = "A field is invalid, or X-Request-ID is malformed or was used for another request", body = Problem),
     )
 )]
 pub async fn create(
@@ -106,15 +106,19 @@ pub async fn create(
 #[utoipa::path(
     patch,
     path = "/api/v1/deployments/requests/{id}",
+    operation_id = "update_request",
     tag = "requests",
     params(("id" = Uuid, Path, description = "Any request of the deployment"), Headers),
     request_body = DeploymentPatch,
     responses(
         (status = 202, description = "Accepted; the new request carries the full merged spec", body = DeploymentRequest),
         (status = 200, description = "Replay of an earlier request", body = DeploymentRequest),
+        (status = 400, description = "The body is not a JSON object", body = Problem),
         (status = 404, description = "No such request for this user", body = Problem),
-        (status = 409, description = "The deployment is deleted or being deleted", body = Problem),
-        (status = 422, description = "A field is invalid or cannot change", body = Problem),
+        (status = 409, description = "The deployment is deleted, failed or being deleted", body = Problem),
+        (status = 413, description = "The body is over 64 KiB", body = Problem),
+        (status = 415, description = "The body is not JSON", body = Problem),
+        (status = 422, description = "A field is invalid or cannot change, `id` is not a UUID, or X-Request-ID is malformed or was used for another request", body = Problem),
     )
 )]
 pub async fn update(
@@ -132,13 +136,15 @@ pub async fn update(
 #[utoipa::path(
     delete,
     path = "/api/v1/deployments/requests/{id}",
+    operation_id = "delete_request",
     tag = "requests",
     params(("id" = Uuid, Path, description = "Any request of the deployment"), Headers),
     responses(
         (status = 202, description = "Accepted", body = DeploymentRequest),
         (status = 200, description = "Replay of an earlier request", body = DeploymentRequest),
         (status = 404, description = "No such request for this user", body = Problem),
-        (status = 409, description = "The deployment is already deleted or being deleted", body = Problem),
+        (status = 409, description = "The deployment is already deleted, failed or being deleted", body = Problem),
+        (status = 422, description = "`id` is not a UUID, or X-Request-ID is malformed or was used for another request", body = Problem),
     )
 )]
 pub async fn delete(
@@ -155,11 +161,13 @@ pub async fn delete(
 #[utoipa::path(
     get,
     path = "/api/v1/deployments/requests/{id}",
+    operation_id = "get_request",
     tag = "requests",
-    params(("id" = Uuid, Path), Headers),
+    params(("id" = Uuid, Path)),
     responses(
-        (status = 200, body = DeploymentRequest),
+        (status = 200, description = "The request", body = DeploymentRequest),
         (status = 404, description = "No such request for this user", body = Problem),
+        (status = 422, description = "`id` is not a UUID", body = Problem),
     )
 )]
 pub async fn get(
@@ -184,6 +192,7 @@ pub struct ListRequests {
     #[param(inline)]
     pub namespace: Option<DnsLabel>,
     /// 1 to 500; default 50.
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<i64>,
     /// `next_cursor` of the previous page.
     pub cursor: Option<String>,
@@ -193,10 +202,11 @@ pub struct ListRequests {
 #[utoipa::path(
     get,
     path = "/api/v1/deployments/requests",
+    operation_id = "list_requests",
     tag = "requests",
-    params(ListRequests, Headers),
+    params(ListRequests),
     responses(
-        (status = 200, body = Page<DeploymentRequest>),
+        (status = 200, description = "A page of requests", body = Page<DeploymentRequest>),
         (status = 422, description = "A parameter is invalid", body = Problem),
     )
 )]
@@ -216,16 +226,15 @@ pub async fn list(
     Ok(Json(page.map(DeploymentRequest::from)))
 }
 
-/// The headers of the API, for the document only: the extractors read them.
+/// The headers of a mutating request, for the document only: the
+/// extractors read them (`X-User-ID` is the document's security scheme).
 #[derive(IntoParams)]
 #[into_params(parameter_in = Header)]
 #[allow(dead_code)] // never built: it exists for its `IntoParams` description
 struct Headers {
-    /// The caller: 1 to 128 characters of `A-Za-z0-9._@-`.
-    #[param(rename = "X-User-ID")]
-    user: String,
-    /// Idempotency key of a mutating request (same alphabet); made up when absent.
-    #[param(rename = "X-Request-ID")]
+    /// Idempotency key: 1 to 128 characters of `A-Za-z0-9._@-`; made up
+    /// when absent.
+    #[param(rename = "X-Request-ID", schema_with = schema::request_id)]
     request: Option<String>,
 }
 

@@ -53,6 +53,130 @@ async fn the_served_document_is_valid_openapi_3_with_every_route() {
         })
         .sum();
     assert_eq!(documented, 10);
+    // Clients and fuzzers name operations, and link them, by operationId.
+    let ids: std::collections::BTreeSet<_> = paths
+        .values()
+        .flat_map(|item| [&item.get, &item.post, &item.patch, &item.delete])
+        .flatten()
+        .filter_map(|operation| operation.operation_id.clone())
+        .collect();
+    assert_eq!(ids.len(), 10, "operationIds are unique: {ids:?}");
+    app.finish().await;
+}
+
+/// The served document, as JSON.
+async fn document(app: &TestApp) -> serde_json::Value {
+    reqwest::get(app.url("/api-docs/openapi.json"))
+        .await
+        .expect("GET the document")
+        .json()
+        .await
+        .expect("a JSON document")
+}
+
+#[tokio::test]
+async fn every_caller_route_declares_the_caller_scheme_and_its_401_and_503() {
+    let app = TestApp::spawn().await;
+    let doc = document(&app).await;
+    let scheme = &doc["components"]["securitySchemes"]["caller"];
+    assert_eq!(scheme["type"], "apiKey");
+    assert_eq!(scheme["in"], "header");
+    assert_eq!(scheme["name"], "X-User-ID");
+    for (method, path) in ROUTES {
+        let operation = &doc["paths"][path][method];
+        let responses = operation["responses"].as_object().unwrap();
+        if path.starts_with("/api/v1/") && path != "/api/v1/ping" {
+            assert_eq!(
+                operation["security"],
+                serde_json::json!([{"caller": []}]),
+                "{method} {path}"
+            );
+            for status in ["401", "503"] {
+                assert!(
+                    responses.contains_key(status),
+                    "{method} {path} lacks {status}"
+                );
+            }
+        } else {
+            assert!(operation.get("security").is_none(), "{method} {path}");
+        }
+        let parameters = operation["parameters"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        assert!(
+            parameters.iter().all(|p| p["name"] != "X-User-ID"),
+            "{method} {path}: X-User-ID is the security scheme, not a parameter"
+        );
+    }
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn errors_are_documented_as_problem_details_and_successes_as_json() {
+    let app = TestApp::spawn().await;
+    let doc = document(&app).await;
+    for (method, path) in ROUTES {
+        let responses = doc["paths"][path][method]["responses"].as_object().unwrap();
+        for (status, response) in responses {
+            let content = response["content"].as_object().unwrap();
+            let expected = match (path, status.as_str()) {
+                ("/metrics", _) => "application/openmetrics-text",
+                (_, s) if s.starts_with('2') => "application/json",
+                _ => "application/problem+json",
+            };
+            assert_eq!(
+                content.keys().collect::<Vec<_>>(),
+                [expected],
+                "{method} {path} {status}"
+            );
+        }
+    }
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn the_schemas_carry_the_rules_validation_enforces() {
+    let app = TestApp::spawn().await;
+    let doc = document(&app).await;
+    let schemas = &doc["components"]["schemas"];
+    let input = &schemas["DeploymentInput"];
+    assert_eq!(input["additionalProperties"], false);
+    assert_eq!(
+        input["required"],
+        serde_json::json!(["name", "namespace", "image"])
+    );
+    assert_eq!(input["properties"]["name"]["maxLength"], 50);
+    assert_eq!(input["properties"]["replicas"]["minimum"], 0);
+    assert_eq!(input["properties"]["replicas"]["maximum"], 1000);
+    for field in ["name", "namespace", "identifier", "image"] {
+        assert!(input["properties"][field]["pattern"].is_string(), "{field}");
+    }
+    assert_eq!(
+        schemas["Port"]["properties"]["container_port"]["maximum"],
+        65535
+    );
+    assert_eq!(
+        schemas["Port"]["properties"]["protocol"]["enum"],
+        serde_json::json!(["TCP", "UDP", "SCTP"])
+    );
+    let patch = &doc["paths"]["/api/v1/deployments/requests/{id}"]["patch"];
+    assert_eq!(
+        patch["requestBody"]["content"]["application/json"]["schema"]["$ref"],
+        "#/components/schemas/DeploymentPatch"
+    );
+    assert_eq!(schemas["DeploymentPatch"]["additionalProperties"], false);
+    let list = doc["paths"]["/api/v1/deployments"]["get"]["parameters"]
+        .as_array()
+        .unwrap();
+    let limit = list.iter().find(|p| p["name"] == "limit").unwrap();
+    assert_eq!(
+        (
+            limit["schema"]["minimum"].clone(),
+            limit["schema"]["maximum"].clone()
+        ),
+        (1.into(), 500.into())
+    );
     app.finish().await;
 }
 
