@@ -14,7 +14,7 @@ IMAGE ?= depman:dev
 OVERLAY ?= dev
 
 .PHONY: help env env-down env-status dev run run-worker run-watcher test build build-tests lint fmt \
-	docker-build k8s-deploy k8s-delete bench-api bench-e2e bench-sync
+	docker-build k8s-deploy k8s-delete bench-api bench-e2e bench-sync fuzz
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -40,8 +40,9 @@ run-worker: env ## run the worker role alone (metrics on 127.0.0.1:9090)
 run-watcher: env ## run the watcher role alone (metrics on 127.0.0.1:9091, beside a worker)
 	@$(WITH_ENV) DEPMAN_METRICS_ADDR=$${DEPMAN_METRICS_ADDR:-127.0.0.1:9091} cargo run --locked --bin depman -- watcher
 
-test: env ## run every test against the local environment
+test: env ## run every test against the local environment, then a short fuzz of the API
 	@$(WITH_ENV) cargo test --locked --workspace
+	@FUZZ_QUICK=1 FUZZ_PROFILE=debug scripts/fuzz.sh
 
 build: ## build the depman binary
 	cargo build --locked --release --bin depman
@@ -76,3 +77,6 @@ bench-e2e: env ## 500 CREATEs end to end against a kube-rs server-side-apply bas
 bench-sync: env ## sync lag at idle and under churn, resync of 5,000, memory of watcher and worker
 	@cargo build --locked --release --bin depman --example bench_sync -q
 	@$(WITH_ENV) DEPMAN_BIN=$(CARGO_TARGET_DIR)/release/depman $(CARGO_TARGET_DIR)/release/examples/bench_sync
+
+fuzz: env ## schemathesis over the served OpenAPI document, all checks (FUZZ_SECONDS=240)
+	@scripts/fuzz.sh

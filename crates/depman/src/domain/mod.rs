@@ -2,6 +2,7 @@
 //! everything past the HTTP edge takes these types.
 
 pub mod image;
+pub mod json;
 pub mod labels;
 pub mod names;
 pub mod quantity;
@@ -9,6 +10,7 @@ pub mod rollout;
 pub mod schema;
 pub mod spec;
 pub mod status;
+pub mod workload;
 
 use serde::Serialize;
 use utoipa::ToSchema;

@@ -8,16 +8,16 @@
 //! descriptions say them.
 
 use utoipa::openapi::{
-    ArrayBuilder, ObjectBuilder, Type,
+    ArrayBuilder, ObjectBuilder, OneOfBuilder, Ref, Type,
     schema::{AdditionalProperties, SchemaType},
 };
 
 use super::{
     image::{IMAGE_PATTERN, MAX_IMAGE_LEN},
     labels::{KEY_PATTERN, LABEL_VALUE_PATTERN},
-    names::{DNS_LABEL_PATTERN, HEADER_TOKEN_PATTERN, IDENTIFIER_PATTERN},
+    names::{DNS_LABEL_PATTERN, HEADER_TOKEN_PATTERN, IDENTIFIER_PATTERN, MAX_NAME_LEN},
     quantity::QUANTITY_PATTERN,
-    spec::{ENV_NAME_PATTERN, MAX_NAME_LEN, MAX_REPLICAS, PORT_NAME_PATTERN, TEXT_PATTERN},
+    workload::{ENV_NAME_PATTERN, MAX_REPLICAS, PORT_NAME_PATTERN, TEXT_PATTERN},
 };
 
 fn string(pattern: &str) -> ObjectBuilder {
@@ -172,6 +172,20 @@ pub fn protocol() -> ObjectBuilder {
         .description(Some("`TCP` (default), `UDP` or `SCTP`"))
 }
 
+/// `resources` in a merge patch: `null` removes `requests` or `limits`.
+pub fn resources_patch() -> ObjectBuilder {
+    let list = || {
+        OneOfBuilder::new()
+            .item(Ref::from_schema_name("ResourceList"))
+            .item(ObjectBuilder::new().schema_type(Type::Null))
+    };
+    ObjectBuilder::new()
+        .schema_type(or_null(Type::Object))
+        .property("requests", list())
+        .property("limits", list())
+        .additional_properties(Some(AdditionalProperties::FreeForm(false)))
+}
+
 /// `X-Request-ID`.
 pub fn request_id() -> ObjectBuilder {
     string(HEADER_TOKEN_PATTERN)
@@ -193,7 +207,7 @@ mod tests {
     use rand::{Rng, seq::IndexedRandom};
 
     use super::*;
-    use crate::domain::{image, labels, names, quantity, spec};
+    use crate::domain::{image, labels, names, quantity, workload};
 
     /// Random strings from `alphabet`, short and long, with `seeds` spliced
     /// in: enough near-misses to tell a pattern from its check.
@@ -315,13 +329,13 @@ mod tests {
         );
         agree(
             ENV_NAME_PATTERN,
-            |v| spec::check_env_name(v).is_ok(),
+            |v| workload::check_env_name(v).is_ok(),
             "aZ09_-.= ",
             &["PATH", "1X"],
         );
         agree(
             PORT_NAME_PATTERN,
-            |v| spec::check_port_name(v).is_ok(),
+            |v| workload::check_port_name(v).is_ok(),
             "az09-A",
             &["http", "--", "a-b"],
         );

@@ -7,20 +7,14 @@ use serde::{Deserialize, Serialize, de::IgnoredAny};
 use utoipa::ToSchema;
 
 use super::{
-    FieldError, image::check_image_reference, labels, names::check_dns_label,
-    quantity::parse_quantity, schema,
+    FieldError,
+    image::check_image_reference,
+    json, labels,
+    names::{MAX_NAME_LEN, check_dns_label},
+    quantity::parse_quantity,
+    schema,
+    workload::{MAX_REPLICAS, check_env_name, check_port_name},
 };
-
-pub const MAX_NAME_LEN: usize = 50;
-pub const MAX_REPLICAS: i64 = 1000;
-
-/// An environment variable name `check_env_name` takes.
-pub const ENV_NAME_PATTERN: &str = "^[-._a-zA-Z][-._a-zA-Z0-9]*$";
-/// A port name `check_port_name` takes (an IANA service name).
-pub const PORT_NAME_PATTERN: &str = "^(?=.{1,15}$)(?=.*[a-z])[a-z0-9]+(?:-[a-z0-9]+)*$";
-/// Free text (env values, annotation values, command, args): anything but
-/// NUL, which the body check refuses everywhere.
-pub const TEXT_PATTERN: &str = "^[^\\x00]*$";
 
 /// The full desired spec of a deployment, valid by construction: only
 /// [`DeploymentInput::validate`] makes one from user input.
@@ -45,6 +39,7 @@ pub struct DeploymentSpec {
 pub struct Port {
     /// 1 to 65535; a port/protocol pair at most once.
     #[schema(minimum = 1, maximum = 65535)]
+    #[serde(deserialize_with = "json::integer")]
     pub container_port: i64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(schema_with = schema::port_name)]
@@ -57,9 +52,9 @@ pub struct Port {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Resources {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "json::object")]
     pub requests: ResourceList,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "json::object")]
     pub limits: ResourceList,
 }
 
@@ -90,10 +85,13 @@ pub struct DeploymentInput {
     #[schema(schema_with = schema::identifier)]
     pub identifier: Option<String>,
     #[schema(schema_with = schema::replicas)]
+    #[serde(default, deserialize_with = "json::optional_integer")]
     pub replicas: Option<i64>,
     #[schema(schema_with = schema::env)]
     pub env: Option<BTreeMap<String, String>>,
+    #[serde(default, deserialize_with = "json::optional_objects")]
     pub ports: Option<Vec<Port>>,
+    #[serde(default, deserialize_with = "json::optional_object")]
     pub resources: Option<Resources>,
     #[schema(schema_with = schema::labels)]
     pub labels: Option<BTreeMap<String, String>>,
@@ -122,7 +120,7 @@ pub struct DeploymentPatch {
     pub env: Option<IgnoredAny>,
     #[schema(value_type = Option<Vec<Port>>)]
     pub ports: Option<IgnoredAny>,
-    #[schema(value_type = Option<Resources>)]
+    #[schema(schema_with = schema::resources_patch)]
     pub resources: Option<IgnoredAny>,
     #[schema(schema_with = schema::labels_patch)]
     pub labels: Option<IgnoredAny>,
@@ -221,22 +219,6 @@ fn required(
     value.unwrap_or_default()
 }
 
-/// Environment variable names as Kubernetes has long accepted them.
-pub(crate) fn check_env_name(name: &str) -> Result<(), String> {
-    let valid = !name.is_empty()
-        && !name.starts_with(|c: char| c.is_ascii_digit())
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
-    if valid {
-        Ok(())
-    } else {
-        Err(format!(
-            "`{name}` is not a valid variable name: letters, digits, '_', '-' and '.', not starting with a digit"
-        ))
-    }
-}
-
 fn check_ports(check: &mut impl FnMut(&str, Result<(), String>), ports: &[Port]) {
     let mut seen_ports = Vec::new();
     let mut seen_names = Vec::new();
@@ -266,26 +248,6 @@ fn check_ports(check: &mut impl FnMut(&str, Result<(), String>), ports: &[Port])
             }
             seen_names.push(name);
         }
-    }
-}
-
-/// An IANA service name, as Kubernetes requires of port names.
-pub(crate) fn check_port_name(name: &str) -> Result<(), String> {
-    let valid = (1..=15).contains(&name.len())
-        && name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-        && name.chars().any(|c| c.is_ascii_lowercase())
-        && !name.starts_with('-')
-        && !name.ends_with('-')
-        && !name.contains("--");
-    if valid {
-        Ok(())
-    } else {
-        Err(
-            "must be 1 to 15 lowercase letters, digits and single '-', with at least one letter"
-                .into(),
-        )
     }
 }
 
@@ -530,6 +492,43 @@ mod tests {
         );
         merge_patch(&mut target, &json!({"env": null}));
         assert_eq!(target, json!({"image": "b", "ports": []}));
+    }
+
+    #[test]
+    fn integral_numbers_count_as_integers() {
+        assert_eq!(
+            validate(with("replicas", json!(3.0))).map(|s| s.replicas),
+            Ok(3)
+        );
+        let port = json!([{"container_port": 80.0}]);
+        let spec = validate(with("ports", port)).expect("valid");
+        assert_eq!(spec.ports[0].container_port, 80);
+        for bad in [json!(2.5), json!("3"), json!(1e300)] {
+            let body = with("replicas", bad.clone());
+            assert!(
+                serde_json::from_value::<DeploymentInput>(body).is_err(),
+                "{bad}"
+            );
+        }
+        let null = serde_json::from_value::<DeploymentInput>(with("replicas", Value::Null));
+        assert_eq!(null.expect("null is no replicas").replicas, None);
+    }
+
+    #[test]
+    fn nested_objects_are_objects_not_arrays() {
+        for (field, value) in [
+            ("ports", json!([[80, "http", "TCP"]])),
+            ("resources", json!([{}, {}])),
+            ("resources", json!({"requests": [null, null]})),
+        ] {
+            let body = with(field, value.clone());
+            assert!(
+                serde_json::from_value::<DeploymentInput>(body).is_err(),
+                "{value}"
+            );
+        }
+        let nested = json!({"requests": {"cpu": "1"}, "limits": {}});
+        assert!(serde_json::from_value::<DeploymentInput>(with("resources", nested)).is_ok());
     }
 
     #[test]

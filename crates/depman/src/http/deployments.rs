@@ -6,10 +6,10 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::{
-    AppState,
     error::{ApiError, Problem},
     extract::{Caller, PathParam, QueryParams},
     requests::paging,
+    state::AppState,
 };
 use crate::{
     domain::{

@@ -8,7 +8,7 @@ use axum::{
 };
 use serde::de::DeserializeOwned;
 
-use super::{AppState, error::ApiError};
+use super::{error::ApiError, state::AppState};
 use crate::domain::names::check_header_token;
 
 pub const USER_ID_HEADER: &str = "x-user-id";

@@ -7,8 +7,8 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::{
-    AppState,
     error::{ApiError, Problem},
+    state::AppState,
 };
 
 #[derive(Debug, Serialize, ToSchema)]

@@ -10,7 +10,7 @@ use axum::{
     response::{IntoResponse, Response},
 };
 
-use super::{AppState, error::ApiError};
+use super::{error::ApiError, state::AppState};
 use crate::metrics::{HttpLabels, Metrics};
 
 /// Middleware: counts and times every request under its route template, so

@@ -10,30 +10,21 @@ pub mod health;
 pub mod metrics;
 pub mod openapi;
 pub mod requests;
+pub mod state;
 pub mod trace;
 
 use std::time::Duration;
 
 use axum::{Router, extract::DefaultBodyLimit, middleware};
-use sqlx::PgPool;
 use utoipa::OpenApi;
 use utoipa_axum::{router::OpenApiRouter, routes};
 use utoipa_swagger_ui::SwaggerUi;
 
-use crate::store::users::Users;
 use error::ApiError;
+pub use state::AppState;
 
 /// Bodies above this are refused with 413.
 pub const BODY_LIMIT: usize = 64 * 1024;
-
-/// What every handler may use; cheap to clone.
-#[derive(Clone)]
-pub struct AppState {
-    pub pool: PgPool,
-    pub nats: async_nats::Client,
-    pub users: Users,
-    pub metrics: crate::metrics::Metrics,
-}
 
 #[derive(OpenApi)]
 #[openapi(

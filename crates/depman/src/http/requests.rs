@@ -14,10 +14,10 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use super::{
-    AppState,
     body::JsonBody,
     error::{ApiError, Problem},
     extract::{Caller, IdempotencyKey, PathParam, QueryParams},
+    state::AppState,
 };
 use crate::{
     accept::{self, Accepted, Asker},

@@ -10,7 +10,7 @@ use async_nats::jetstream::{AckKind, Message};
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::Api;
 
-use super::Context;
+use super::process::Context;
 use crate::{
     domain::rollout,
     kubernetes::{self, MANAGED_BY},

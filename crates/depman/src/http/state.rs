@@ -1,0 +1,14 @@
+//! What every handler may use.
+
+use sqlx::PgPool;
+
+use crate::{metrics::Metrics, store::users::Users};
+
+/// Cheap to clone: handles to shared pools and registries.
+#[derive(Clone)]
+pub struct AppState {
+    pub pool: PgPool,
+    pub nats: async_nats::Client,
+    pub users: Users,
+    pub metrics: Metrics,
+}
