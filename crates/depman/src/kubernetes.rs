@@ -62,6 +62,7 @@ pub fn deployment(spec: &DeploymentSpec, owner: &str, request_id: Uuid) -> Deplo
         },
         spec: K8sDeploymentSpec {
             replicas: Some(spec.replicas),
+            progress_deadline_seconds: Some(spec.progress_deadline_seconds),
             selector: LabelSelector {
                 match_labels: Some(selector),
                 ..Default::default()
@@ -207,7 +208,7 @@ mod tests {
             "replicas": 3, "env": {"A": "1"}, "ports": [{"container_port": 80, "name": "http"}],
             "resources": {"requests": {"cpu": "100m"}, "limits": {"memory": "64Mi"}},
             "labels": {"tier": "web"}, "annotations": {"example.com/note": "hi"},
-            "command": ["nginx"], "args": ["-g", "daemon off;"],
+            "command": ["nginx"], "args": ["-g", "daemon off;"], "progress_deadline_seconds": 90,
         }))
         .unwrap();
         input.validate(|_| unreachable!()).unwrap()
@@ -231,6 +232,7 @@ mod tests {
         );
         let spec = &object["spec"];
         assert_eq!(spec["replicas"], 3);
+        assert_eq!(spec["progressDeadlineSeconds"], 90);
         assert_eq!(
             spec["selector"]["matchLabels"],
             json!({"depman.io/identifier": "web-1"})

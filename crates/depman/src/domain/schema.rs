@@ -17,7 +17,9 @@ use super::{
     labels::{KEY_PATTERN, LABEL_VALUE_PATTERN},
     names::{DNS_LABEL_PATTERN, HEADER_TOKEN_PATTERN, IDENTIFIER_PATTERN, MAX_NAME_LEN},
     quantity::QUANTITY_PATTERN,
-    workload::{ENV_NAME_PATTERN, MAX_REPLICAS, PORT_NAME_PATTERN, TEXT_PATTERN},
+    workload::{
+        ENV_NAME_PATTERN, MAX_REPLICAS, PORT_NAME_PATTERN, PROGRESS_DEADLINE, TEXT_PATTERN,
+    },
 };
 
 fn string(pattern: &str) -> ObjectBuilder {
@@ -72,6 +74,17 @@ pub fn replicas() -> ObjectBuilder {
         .minimum(Some(0))
         .maximum(Some(MAX_REPLICAS))
         .description(Some("0 to 1000; default 1"))
+}
+
+pub fn progress_deadline() -> ObjectBuilder {
+    ObjectBuilder::new()
+        .schema_type(or_null(Type::Integer))
+        .minimum(Some(*PROGRESS_DEADLINE.start()))
+        .maximum(Some(*PROGRESS_DEADLINE.end()))
+        .description(Some(
+            "Seconds Kubernetes waits for the rollout to progress before it reports \
+             ProgressDeadlineExceeded: 10 to 3600; default 600",
+        ))
 }
 
 /// Text of any length but NUL; `nullable` in a merge patch, where `null`

@@ -13,7 +13,9 @@ use super::{
     names::{MAX_NAME_LEN, check_dns_label},
     quantity::parse_quantity,
     schema,
-    workload::{MAX_REPLICAS, check_env_name, check_port_name},
+    workload::{
+        DEFAULT_PROGRESS_DEADLINE, MAX_REPLICAS, PROGRESS_DEADLINE, check_env_name, check_port_name,
+    },
 };
 
 /// The full desired spec of a deployment, valid by construction: only
@@ -32,6 +34,13 @@ pub struct DeploymentSpec {
     pub annotations: BTreeMap<String, String>,
     pub command: Vec<String>,
     pub args: Vec<String>,
+    /// Specs stored before the field existed take Kubernetes' default.
+    #[serde(default = "default_progress_deadline")]
+    pub progress_deadline_seconds: i32,
+}
+
+fn default_progress_deadline() -> i32 {
+    DEFAULT_PROGRESS_DEADLINE as i32
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -101,6 +110,15 @@ pub struct DeploymentInput {
     pub command: Option<Vec<String>>,
     #[schema(schema_with = schema::words)]
     pub args: Option<Vec<String>>,
+    /// Absent from the fingerprint when absent from the body, so that keys
+    /// used before the field existed still replay.
+    #[schema(schema_with = schema::progress_deadline)]
+    #[serde(
+        default,
+        deserialize_with = "json::optional_integer",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub progress_deadline_seconds: Option<i64>,
 }
 
 /// The body of a PATCH: an RFC 7386 merge patch of the deployment's desired
@@ -130,6 +148,8 @@ pub struct DeploymentPatch {
     pub command: Option<IgnoredAny>,
     #[schema(schema_with = schema::words)]
     pub args: Option<IgnoredAny>,
+    #[schema(schema_with = schema::progress_deadline)]
+    pub progress_deadline_seconds: Option<IgnoredAny>,
 }
 
 impl DeploymentInput {
@@ -168,6 +188,19 @@ impl DeploymentInput {
                 Err(format!("must be between 0 and {MAX_REPLICAS}")),
             );
         }
+        let progress_deadline = self
+            .progress_deadline_seconds
+            .unwrap_or(DEFAULT_PROGRESS_DEADLINE);
+        if !PROGRESS_DEADLINE.contains(&progress_deadline) {
+            check(
+                "progress_deadline_seconds",
+                Err(format!(
+                    "must be between {} and {} seconds",
+                    PROGRESS_DEADLINE.start(),
+                    PROGRESS_DEADLINE.end()
+                )),
+            );
+        }
         let env = self.env.unwrap_or_default();
         env.keys().for_each(|key| check("env", check_env_name(key)));
         let ports = self.ports.unwrap_or_default();
@@ -201,6 +234,7 @@ impl DeploymentInput {
             annotations,
             command: self.command.unwrap_or_default(),
             args: self.args.unwrap_or_default(),
+            progress_deadline_seconds: progress_deadline as i32,
         })
     }
 }
@@ -345,6 +379,7 @@ mod tests {
         let spec = validate(minimal()).expect("valid");
         assert_eq!(spec.identifier, "web-x1y2z");
         assert_eq!(spec.replicas, 1);
+        assert_eq!(spec.progress_deadline_seconds, 600);
         assert!(spec.env.is_empty() && spec.ports.is_empty() && spec.labels.is_empty());
     }
 
@@ -377,6 +412,10 @@ mod tests {
             ("replicas", json!(1000), true),
             ("replicas", json!(1001), false),
             ("replicas", json!(-1), false),
+            ("progress_deadline_seconds", json!(10), true),
+            ("progress_deadline_seconds", json!(3600), true),
+            ("progress_deadline_seconds", json!(9), false),
+            ("progress_deadline_seconds", json!(3601), false),
             ("env", json!({"LOG_LEVEL": "debug", "my.var-1": ""}), true),
             ("env", json!({"1ST": "x"}), false),
             ("env", json!({"A=B": "x"}), false),
@@ -512,6 +551,17 @@ mod tests {
         }
         let null = serde_json::from_value::<DeploymentInput>(with("replicas", Value::Null));
         assert_eq!(null.expect("null is no replicas").replicas, None);
+    }
+
+    #[test]
+    fn a_spec_stored_before_the_progress_deadline_existed_takes_the_default() {
+        let mut stored = serde_json::to_value(validate(minimal()).expect("valid")).unwrap();
+        stored
+            .as_object_mut()
+            .unwrap()
+            .remove("progress_deadline_seconds");
+        let spec: DeploymentSpec = serde_json::from_value(stored).expect("a stored spec");
+        assert_eq!(spec.progress_deadline_seconds, 600);
     }
 
     #[test]

@@ -1,8 +1,14 @@
-//! The rules of a workload's own fields: replicas, environment variable
-//! names, port names and free text. Each pattern is what its check takes,
+//! The rules of a workload's own fields: replicas, the progress deadline,
+//! environment variable names, port names and free text. Each pattern is what its check takes,
 //! for the OpenAPI document (`schema`).
 
 pub const MAX_REPLICAS: i64 = 1000;
+
+/// How long Kubernetes waits for a rollout to progress before it reports
+/// `ProgressDeadlineExceeded` (its `progressDeadlineSeconds`).
+pub const PROGRESS_DEADLINE: std::ops::RangeInclusive<i64> = 10..=3600;
+/// Kubernetes' own default.
+pub const DEFAULT_PROGRESS_DEADLINE: i64 = 600;
 
 /// An environment variable name `check_env_name` takes.
 pub const ENV_NAME_PATTERN: &str = "^[-._a-zA-Z][-._a-zA-Z0-9]*$";

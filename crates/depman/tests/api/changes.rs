@@ -193,3 +193,41 @@ async fn patch_and_delete_replay_with_the_same_key() {
     assert_problem(patch("p-1", json!({"replicas": 4})).await, 422, None).await;
     app.finish().await;
 }
+
+#[tokio::test]
+async fn the_progress_deadline_is_part_of_the_spec_from_10_to_3600_seconds() {
+    let app = TestApp::spawn().await;
+    let (_, plain) = status_and_json(app.create("alice", &deployment("web")).await).await;
+    assert_eq!(plain["spec"]["progress_deadline_seconds"], 600, "{plain}");
+
+    for bad in [json!(9), json!(3601), json!(30.5), json!("60")] {
+        let mut body = deployment("api");
+        body["progress_deadline_seconds"] = bad;
+        assert_problem(
+            app.create("alice", &body).await,
+            422,
+            Some("progress_deadline_seconds"),
+        )
+        .await;
+    }
+    let mut body = deployment("api");
+    body["progress_deadline_seconds"] = json!(30);
+    let id = created(&app, "alice", &body).await;
+    let (_, patched) = status_and_json(
+        app.patch("alice", &id, &json!({"progress_deadline_seconds": 120}))
+            .await,
+    )
+    .await;
+    assert_eq!(
+        patched["spec"]["progress_deadline_seconds"], 120,
+        "{patched}"
+    );
+    // `null` puts Kubernetes' default back.
+    let (_, reset) = status_and_json(
+        app.patch("alice", &id, &json!({"progress_deadline_seconds": null}))
+            .await,
+    )
+    .await;
+    assert_eq!(reset["spec"]["progress_deadline_seconds"], 600, "{reset}");
+    app.finish().await;
+}

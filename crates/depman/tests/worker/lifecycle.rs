@@ -20,6 +20,7 @@ async fn create_update_and_delete_take_effect_in_the_cluster() {
     body["replicas"] = json!(2);
     body["labels"] = json!({"tier": "frontend"});
     body["env"] = json!({"MODE": "test"});
+    body["progress_deadline_seconds"] = json!(120);
     let (status, created) = status_and_json(app.create("alice", &body).await).await;
     assert_eq!(status, 202);
     let id = created["id"].as_str().unwrap();
@@ -40,6 +41,7 @@ async fn create_update_and_delete_take_effect_in_the_cluster() {
     assert_eq!(annotations["depman.io/owner"], "alice");
     assert_eq!(annotations["depman.io/request-id"], id);
     assert_eq!(live.spec.replicas, Some(2));
+    assert_eq!(live.spec.progress_deadline_seconds, Some(120));
     let managers = cluster.managers("web").await;
     assert!(managers.contains(&"depman".to_owned()), "{managers:?}");
     let (_, row) = status_and_json(app.get("alice", "/api/v1/deployments/web").await).await;
