@@ -145,8 +145,8 @@ pub enum ApplyError {
 }
 
 /// Server-side apply of the whole object, taking ownership of every field
-/// depman sets (`force`).
-pub async fn apply(client: &Client, deployment: &Deployment) -> Result<(), ApplyError> {
+/// depman sets (`force`); returns the generation it left the Deployment at.
+pub async fn apply(client: &Client, deployment: &Deployment) -> Result<i64, ApplyError> {
     let namespace = deployment
         .metadata
         .namespace
@@ -164,7 +164,7 @@ pub async fn apply(client: &Client, deployment: &Deployment) -> Result<(), Apply
         &Patch::Apply(object),
     )
     .await
-    .map(|_| ())
+    .map(|applied| applied.metadata.generation.unwrap_or(0))
     .map_err(classify)
 }
 

@@ -1,9 +1,101 @@
 //! What a live Deployment says about its rollout: the `status` and `health`
-//! of the contract (section 2), computed from the object alone.
+//! of the contract (section 2), and the rollout of the request that produced
+//! its generation, computed from the object alone.
 
+use chrono::{DateTime, Utc};
 use k8s_openapi::api::apps::v1::Deployment;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use super::status::{DeploymentStatus, Health};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum RolloutState {
+    /// Applied; not all desired replicas of its generation are updated and
+    /// available yet.
+    Progressing,
+    /// The Deployment observed its generation, and every desired replica is
+    /// updated and available (the rule of `kubectl rollout status`).
+    Complete,
+    /// It will not complete; `reason` says why.
+    Failed,
+    /// A newer request of the deployment was applied before it ended.
+    Superseded,
+}
+
+/// The rollout an applied CREATE or UPDATE started.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Rollout {
+    pub state: RolloutState,
+    /// A machine-readable code, such as `ProgressDeadlineExceeded`.
+    pub reason: Option<String>,
+    /// Kubernetes' own words.
+    pub message: Option<String>,
+    /// The Deployment generation this request produced.
+    pub generation: i64,
+    pub desired_replicas: i32,
+    pub updated_replicas: i32,
+    pub ready_replicas: i32,
+    pub available_replicas: i32,
+    pub started_on: DateTime<Utc>,
+    pub finished_on: Option<DateTime<Utc>>,
+}
+
+impl Rollout {
+    /// The rollout of an apply that left the Deployment at `generation`.
+    pub fn started(generation: i64, desired_replicas: i32, now: DateTime<Utc>) -> Self {
+        Self {
+            state: RolloutState::Progressing,
+            reason: None,
+            message: None,
+            generation,
+            desired_replicas,
+            updated_replicas: 0,
+            ready_replicas: 0,
+            available_replicas: 0,
+            started_on: now,
+            finished_on: None,
+        }
+    }
+
+    /// Where this rollout stands, seen from the live Deployment. Counts and
+    /// conditions speak for it only once the Deployment observed its
+    /// generation (or a later one: then a newer apply supersedes it anyway).
+    pub fn follow(&self, deployment: &Deployment, now: DateTime<Utc>) -> Self {
+        let mut next = self.clone();
+        if self.state != RolloutState::Progressing {
+            return next;
+        }
+        let status = deployment.status.clone().unwrap_or_default();
+        if status.observed_generation.unwrap_or(0) < self.generation {
+            return next;
+        }
+        next.desired_replicas = deployment.spec.replicas.unwrap_or(1);
+        next.updated_replicas = status.updated_replicas.unwrap_or(0);
+        next.ready_replicas = status.ready_replicas.unwrap_or(0);
+        next.available_replicas = status.available_replicas.unwrap_or(0);
+        let desired = next.desired_replicas;
+        let complete = next.updated_replicas == desired
+            && next.available_replicas == desired
+            && status.replicas.unwrap_or(0) == desired;
+        let deadline = status.conditions.unwrap_or_default().into_iter().find(|c| {
+            c.type_.as_deref() == Some("Progressing")
+                && c.status.as_deref() == Some("False")
+                && c.reason.as_deref() == Some("ProgressDeadlineExceeded")
+        });
+        if complete {
+            next.state = RolloutState::Complete;
+            next.finished_on = Some(now);
+        } else if let Some(condition) = deadline {
+            next.state = RolloutState::Failed;
+            next.reason = condition.reason;
+            next.message = condition.message;
+            next.finished_on = Some(now);
+        }
+        next
+    }
+}
 
 /// Status and health of a Deployment that exists.
 pub fn assess(deployment: &Deployment) -> (DeploymentStatus, Health) {
@@ -110,6 +202,73 @@ mod tests {
             {"type": "ReplicaFailure", "status": "True", "reason": "FailedCreate"}]}),
         );
         assert_eq!(assess(&quota).1, Health::Degraded);
+    }
+
+    fn started() -> Rollout {
+        Rollout::started(3, 2, Utc::now())
+    }
+
+    #[test]
+    fn a_rollout_completes_once_its_generation_is_observed_and_every_replica_is_updated_and_available()
+     {
+        let behind = deployment(
+            2,
+            3,
+            json!({"observedGeneration": 2, "replicas": 2, "updatedReplicas": 2, "availableReplicas": 2}),
+        );
+        let rollout = started().follow(&behind, Utc::now());
+        assert_eq!(
+            rollout,
+            started_at(&rollout),
+            "an older generation says nothing"
+        );
+        let halfway = deployment(
+            2,
+            3,
+            json!({"observedGeneration": 3, "replicas": 3, "updatedReplicas": 2, "availableReplicas": 1, "readyReplicas": 1}),
+        );
+        let rollout = started().follow(&halfway, Utc::now());
+        assert_eq!(rollout.state, RolloutState::Progressing);
+        assert_eq!(
+            (rollout.updated_replicas, rollout.available_replicas),
+            (2, 1)
+        );
+        let done = deployment(
+            2,
+            3,
+            json!({"observedGeneration": 3, "replicas": 2, "updatedReplicas": 2, "availableReplicas": 2, "readyReplicas": 2}),
+        );
+        let rollout = started().follow(&done, Utc::now());
+        assert_eq!(rollout.state, RolloutState::Complete);
+        assert!(rollout.finished_on.is_some());
+        // An ended rollout stays as it ended.
+        assert_eq!(rollout.follow(&halfway, Utc::now()), rollout);
+    }
+
+    /// `started()`, with the start time of `rollout`.
+    fn started_at(rollout: &Rollout) -> Rollout {
+        Rollout {
+            started_on: rollout.started_on,
+            ..started()
+        }
+    }
+
+    #[test]
+    fn a_rollout_past_its_progress_deadline_fails_with_kubernetes_words() {
+        let stuck = deployment(
+            2,
+            3,
+            json!({"observedGeneration": 3, "replicas": 2, "updatedReplicas": 1, "conditions": [
+                {"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded",
+                 "message": "ReplicaSet \"web-5d\" has timed out progressing."}]}),
+        );
+        let rollout = started().follow(&stuck, Utc::now());
+        assert_eq!(rollout.state, RolloutState::Failed);
+        assert_eq!(rollout.reason.as_deref(), Some("ProgressDeadlineExceeded"));
+        assert_eq!(
+            rollout.message.as_deref(),
+            Some("ReplicaSet \"web-5d\" has timed out progressing.")
+        );
     }
 
     #[test]

@@ -23,6 +23,7 @@ use crate::{
     accept::{self, Accepted, Asker},
     domain::{
         names::DnsLabel,
+        rollout::Rollout,
         schema,
         spec::{DeploymentInput, DeploymentPatch, DeploymentSpec},
         status::{RequestStatus, RequestType},
@@ -49,6 +50,8 @@ pub struct DeploymentRequest {
     pub image: String,
     /// The full desired spec this request asks for.
     pub spec: DeploymentSpec,
+    /// The rollout it started: `null` until applied, and for DELETE.
+    pub rollout: Option<Rollout>,
     pub created_on: DateTime<Utc>,
     pub updated_on: DateTime<Utc>,
 }
@@ -67,6 +70,7 @@ impl From<RequestRow> for DeploymentRequest {
             attempts: row.attempts,
             image: row.image,
             spec: row.spec.0,
+            rollout: row.rollout.map(|rollout| rollout.0),
             created_on: row.created_on,
             updated_on: row.updated_on,
         }

@@ -6,6 +6,7 @@ use uuid::Uuid;
 
 use super::paging::{Cursor, Page};
 use crate::domain::{
+    rollout::Rollout,
     spec::DeploymentSpec,
     status::{RequestStatus, RequestType},
 };
@@ -29,10 +30,12 @@ pub struct RequestRow {
     pub updated_on: DateTime<Utc>,
     /// What the key was used for: a replay must match it.
     pub fingerprint: String,
+    /// The rollout it started, once applied (CREATE and UPDATE only).
+    pub rollout: Option<Json<Rollout>>,
 }
 
 const COLUMNS: &str = "id, request_id, identifier, name, namespace, request_type, status, \
-     failure_reason, attempts, image, spec, created_on, updated_on, fingerprint";
+     failure_reason, attempts, image, spec, created_on, updated_on, fingerprint, rollout";
 
 /// What a new request records; the rest comes from defaults.
 pub struct NewRequest<'a> {
@@ -320,6 +323,68 @@ pub async fn finish(
     .execute(db)
     .await?;
     Ok(finished.rows_affected() == 1)
+}
+
+/// Records the rollout an applied request started, and ends every older
+/// rollout of the identifier still followed as `SUPERSEDED` (`rollout`
+/// `None`: a DELETE, which starts none).
+pub async fn start_rollout(
+    conn: &mut PgConnection,
+    id: Uuid,
+    identifier: &str,
+    sequence: i64,
+    rollout: Option<&Rollout>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE deployment_requests
+         SET rollout = rollout || jsonb_build_object('state', 'SUPERSEDED', 'finished_on', clock_timestamp())
+         WHERE identifier = $1 AND sequence < $2 AND rollout->>'state' = 'PROGRESSING'",
+    )
+    .bind(identifier)
+    .bind(sequence)
+    .execute(&mut *conn)
+    .await?;
+    if let Some(rollout) = rollout {
+        sqlx::query("UPDATE deployment_requests SET rollout = $2 WHERE id = $1")
+            .bind(id)
+            .bind(Json(rollout))
+            .execute(conn)
+            .await?;
+    }
+    Ok(())
+}
+
+/// The rollouts of `identifier` still followed (normally one), with their
+/// request ids.
+pub async fn progressing_rollouts(
+    db: impl PgExecutor<'_>,
+    identifier: &str,
+) -> Result<Vec<(Uuid, Json<Rollout>)>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT id, rollout FROM deployment_requests
+         WHERE identifier = $1 AND rollout->>'state' = 'PROGRESSING'",
+    )
+    .bind(identifier)
+    .fetch_all(db)
+    .await
+}
+
+/// Records where a followed rollout stands; one that ended meanwhile
+/// (superseded) is left as it is.
+pub async fn record_rollout(
+    db: impl PgExecutor<'_>,
+    id: Uuid,
+    rollout: &Rollout,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE deployment_requests SET rollout = $2
+         WHERE id = $1 AND rollout->>'state' = 'PROGRESSING'",
+    )
+    .bind(id)
+    .bind(Json(rollout))
+    .execute(db)
+    .await?;
+    Ok(())
 }
 
 /// Counts a failed attempt that will be retried, keeping its reason;

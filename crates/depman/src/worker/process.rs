@@ -15,9 +15,11 @@ use kube::Client;
 use rand::Rng;
 use sqlx::{PgConnection, PgPool};
 
+use chrono::Utc;
+
 use super::decision::{self, Decision};
 use crate::{
-    domain::status::RequestType,
+    domain::{rollout::Rollout, status::RequestType},
     kubernetes,
     metrics::WorkerMetrics,
     queue::{self, DeadLetter, Names, RequestMessage},
@@ -95,44 +97,52 @@ async fn carry_out(
         request.newest_success,
         create_failed,
     );
-    let decision = match moot {
-        Some(moot) => Decision::Moot(moot),
+    let (decision, generation) = match moot {
+        Some(moot) => (Decision::Moot(moot), None),
         None => {
             let result = apply(ctx, request).await;
-            decision::after_apply(result, request.attempts, ctx.max_attempts)
+            let generation = result.as_ref().ok().copied().flatten();
+            let decision =
+                decision::after_apply(result.map(drop), request.attempts, ctx.max_attempts);
+            (decision, generation)
         }
     };
-    record(ctx, conn, request, &decision).await?;
+    record(ctx, conn, request, &decision, generation).await?;
     Ok(match decision {
         Decision::Retry { attempts, .. } => Some(backoff(ctx.retry_backoff, attempts)),
         _ => None,
     })
 }
 
-/// The request's change, made in the cluster.
-async fn apply(ctx: &Context, request: &Waiting) -> Result<(), kubernetes::ApplyError> {
+/// The request's change, made in the cluster; the generation an apply left
+/// the Deployment at.
+async fn apply(ctx: &Context, request: &Waiting) -> Result<Option<i64>, kubernetes::ApplyError> {
     let started = Instant::now();
     let result = match request.request_type {
         RequestType::Create | RequestType::Update => {
             let object = kubernetes::deployment(&request.spec, &request.owner, request.id);
-            kubernetes::apply(&ctx.kube, &object).await
+            kubernetes::apply(&ctx.kube, &object).await.map(Some)
         }
         RequestType::Delete => {
-            kubernetes::delete(&ctx.kube, &request.namespace, &request.identifier).await
+            kubernetes::delete(&ctx.kube, &request.namespace, &request.identifier)
+                .await
+                .map(|()| None)
         }
     };
     ctx.metrics.applied_in(started.elapsed());
     result
 }
 
-/// Writes what was decided: the request's end and its deployment's status
-/// in one transaction, or the attempt to be retried; a dead letter first
-/// for a request that gave up.
+/// Writes what was decided: the request's end, its deployment's status and,
+/// once applied, the rollout it starts (superseding older ones) in one
+/// transaction, or the attempt to be retried; a dead letter first for a
+/// request that gave up.
 async fn record(
     ctx: &Context,
     conn: &mut PgConnection,
     request: &Waiting,
     decision: &Decision,
+    generation: Option<i64>,
 ) -> anyhow::Result<()> {
     let (id, identifier, kind) = (request.id, &request.identifier, request.request_type);
     if let Decision::Retry { attempts, reason } = decision {
@@ -151,6 +161,12 @@ async fn record(
         let finished = requests::finish(&mut *tx, id, status, reason).await?;
         if let Some(outcome) = decision.outcome(kind).filter(|_| finished) {
             deployments::record_outcome(&mut *tx, identifier, outcome).await?;
+        }
+        if finished && *decision == Decision::Succeeded {
+            let rollout = generation
+                .map(|generation| Rollout::started(generation, request.spec.replicas, Utc::now()));
+            requests::start_rollout(&mut tx, id, identifier, request.sequence, rollout.as_ref())
+                .await?;
         }
         tx.commit().await?;
         match reason {

@@ -9,13 +9,17 @@ use std::time::Duration;
 use async_nats::jetstream::{AckKind, Message};
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::Api;
+use sqlx::types::Json;
 
 use super::process::Context;
 use crate::{
     domain::rollout,
     kubernetes::{self, MANAGED_BY},
     queue::SyncEvent,
-    store::deployments::{self, Condition, Live},
+    store::{
+        deployments::{self, Condition, Live},
+        requests,
+    },
 };
 
 /// What the sync made of an event.
@@ -61,6 +65,9 @@ pub async fn sync(ctx: &Context, event: &SyncEvent) -> anyhow::Result<Synced> {
     let updated =
         deployments::record_live(&ctx.pool, &event.namespace, &event.name, &live_state(&live))
             .await?;
+    if updated {
+        follow_rollouts(ctx, &event.name, &live).await?;
+    }
     if !updated {
         tracing::debug!(namespace = %event.namespace, name = %event.name, "labelled Deployment not taken: unknown to depman or older than the row");
     }
@@ -69,6 +76,19 @@ pub async fn sync(ctx: &Context, event: &SyncEvent) -> anyhow::Result<Synced> {
     } else {
         Synced::Unchanged
     })
+}
+
+/// Moves on the rollouts of the deployment still followed, from what the
+/// live object says of them.
+async fn follow_rollouts(ctx: &Context, identifier: &str, live: &Deployment) -> anyhow::Result<()> {
+    let now = chrono::Utc::now();
+    for (id, Json(rollout)) in requests::progressing_rollouts(&ctx.pool, identifier).await? {
+        let next = rollout.follow(live, now);
+        if next != rollout {
+            requests::record_rollout(&ctx.pool, id, &next).await?;
+        }
+    }
+    Ok(())
 }
 
 fn live_state(deployment: &Deployment) -> Live {

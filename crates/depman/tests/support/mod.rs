@@ -299,6 +299,32 @@ impl TestApp {
         }
     }
 
+    /// Waits until request `id` of `user` satisfies `check`, and returns it.
+    pub async fn request_until(
+        &self,
+        user: &str,
+        id: &str,
+        within: std::time::Duration,
+        check: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let (_, request) = status_and_json(
+                self.get(user, &format!("/api/v1/deployments/requests/{id}"))
+                    .await,
+            )
+            .await;
+            if check(&request) {
+                return request;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "request {id} not as expected after {within:?}: {request}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+
     /// Waits until request `id` of `user` is SUCCESS or FAILURE, and returns it.
     pub async fn terminal(&self, user: &str, id: &str, within: std::time::Duration) -> Value {
         let deadline = tokio::time::Instant::now() + within;

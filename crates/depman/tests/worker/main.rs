@@ -12,4 +12,5 @@ mod lost;
 mod nats;
 mod ordering;
 mod outage;
+mod rollout;
 mod sync;
