@@ -24,6 +24,10 @@ import sys
 import schemathesis
 
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._@-]{1,128}$")
+WAIT = re.compile(r"^([0-9]{1,6})(ms|s)?$")
+# The longest `wait` a case may ask for: a read that waits its full 60 s
+# would only stall the run (waiting is tested in tests/worker/wait.rs).
+LONGEST_WAIT_MS = 500
 _keys = itertools.count()
 _excused_counts = collections.Counter()
 
@@ -86,11 +90,18 @@ def filter_failure(context, failure, case, response):
 
 @schemathesis.hook
 def before_call(context, case, **kwargs):
-    """Makes each well-formed X-Request-ID unique, as a client's keys are:
+    """Cuts well-formed waits to half a second, and makes each well-formed
+    X-Request-ID unique, as a client's keys are:
     otherwise most PATCH and DELETE cases would reuse a short key and be
     refused before reaching anything else (replays are tested in
     tests/api/create.rs and tests/api/changes.rs). Malformed keys are sent
     as generated."""
+    wait = (case.query or {}).get("wait")
+    match = WAIT.match(wait) if isinstance(wait, str) else None
+    if match:
+        amount, unit = int(match.group(1)), match.group(2)
+        if amount * (1 if unit == "ms" else 1000) > LONGEST_WAIT_MS:
+            case.query["wait"] = f"{LONGEST_WAIT_MS}ms"
     key = (case.headers or {}).get("X-Request-ID")
     if isinstance(key, str) and REQUEST_ID.match(key):
         case.headers["X-Request-ID"] = f"{key[:100]}.{next(_keys)}"

@@ -1,5 +1,5 @@
-//! The `api` role: serves the HTTP API and relays the outbox to JetStream
-//! until asked to stop.
+//! The `api` role: serves the HTTP API, relays the outbox to JetStream and
+//! wakes the requests that wait for a change, until asked to stop.
 
 use std::net::SocketAddr;
 
@@ -29,6 +29,7 @@ impl Api {
             nats: deps.nats.clone(),
             users: Default::default(),
             metrics: deps.metrics.clone(),
+            waiters: Default::default(),
         };
         let relay = Relay::new(
             deps.pool.clone(),
@@ -51,6 +52,12 @@ impl Api {
     pub async fn run_until_stopped(self, stop: CancellationToken) -> anyhow::Result<()> {
         tracing::info!(addr = %self.listener.local_addr()?, "api listening");
         let relay = tokio::spawn(self.relay.run(stop.clone()));
+        let waiters = tokio::spawn(
+            self.state
+                .waiters
+                .clone()
+                .run(self.state.pool.clone(), stop.clone()),
+        );
         let app = http::router(self.state);
         let stopped = stop.clone();
         axum::serve(self.listener, app)
@@ -58,6 +65,7 @@ impl Api {
             .await?;
         stop.cancel();
         relay.await?;
+        waiters.await?;
         tracing::info!("api stopped");
         Ok(())
     }

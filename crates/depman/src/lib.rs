@@ -18,5 +18,6 @@ pub mod shutdown;
 pub mod store;
 pub mod sweep;
 pub mod telemetry;
+pub mod waiters;
 pub mod watcher;
 pub mod worker;

@@ -39,6 +39,8 @@ pub enum ApiError {
     },
     #[error("not ready: {} unavailable", .0.join(", "))]
     NotReady(Vec<&'static str>),
+    #[error("the request took too long and was cut off")]
+    TimedOut,
     #[error("unexpected error")]
     Unexpected(#[from] anyhow::Error),
 }
@@ -65,6 +67,7 @@ impl ApiError {
             Self::Unavailable { .. } | Self::NotReady(_) => {
                 (StatusCode::SERVICE_UNAVAILABLE, "dependency-unavailable")
             }
+            Self::TimedOut => (StatusCode::SERVICE_UNAVAILABLE, "timed-out"),
             Self::Unexpected(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal-error"),
         }
     }

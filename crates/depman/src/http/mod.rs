@@ -12,8 +12,7 @@ pub mod openapi;
 pub mod requests;
 pub mod state;
 pub mod trace;
-
-use std::time::Duration;
+pub mod wait;
 
 use axum::{Router, extract::DefaultBodyLimit, middleware};
 use utoipa::OpenApi;
@@ -57,10 +56,7 @@ pub fn router(state: AppState) -> Router {
         .layer(trace::layer())
         .layer(middleware::from_fn(trace::ensure_request_id))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
-        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
-            axum::http::StatusCode::SERVICE_UNAVAILABLE,
-            Duration::from_secs(30),
-        ))
+        .layer(middleware::from_fn(wait::time_limit))
         .with_state(state)
 }
 

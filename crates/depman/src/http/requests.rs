@@ -1,6 +1,8 @@
 //! `/api/v1/deployments/requests`: record CREATE, UPDATE and DELETE requests,
 //! and read them back.
 
+use std::time::Duration;
+
 use axum::{
     Json,
     extract::State,
@@ -18,6 +20,7 @@ use super::{
     error::{ApiError, Problem},
     extract::{Caller, IdempotencyKey, PathParam, QueryParams},
     state::AppState,
+    wait::WaitQuery,
 };
 use crate::{
     accept::{self, Accepted, Asker},
@@ -32,6 +35,7 @@ use crate::{
         paging::{Cursor, Page},
         requests::{self, Filter, RequestRow},
     },
+    waiters,
 };
 
 /// A request as the API shows it.
@@ -161,28 +165,41 @@ pub async fn delete(
     Ok(respond(accepted))
 }
 
-/// One request of the caller's.
+/// One request of the caller's; with `wait`, as soon as it is applied or
+/// rolled out (`until`), or when the wait ends, as it is then.
 #[utoipa::path(
     get,
     path = "/api/v1/deployments/requests/{id}",
     operation_id = "get_request",
     tag = "requests",
-    params(("id" = Uuid, Path)),
+    params(("id" = Uuid, Path), WaitQuery),
     responses(
         (status = 200, description = "The request", body = DeploymentRequest),
         (status = 404, description = "No such request for this user", body = Problem),
-        (status = 422, description = "`id` is not a UUID", body = Problem),
+        (status = 422, description = "`id` is not a UUID, or `wait` or `until` is invalid", body = Problem),
     )
 )]
 pub async fn get(
     State(state): State<AppState>,
     caller: Caller,
     PathParam(id): PathParam<Uuid>,
+    QueryParams(query): QueryParams<WaitQuery>,
 ) -> Result<Json<DeploymentRequest>, ApiError> {
-    requests::find(&state.pool, caller.id, id)
-        .await?
-        .map(|row| Json(row.into()))
-        .ok_or_else(|| ApiError::NotFound(format!("request {id} not found")))
+    let wait = query.parse()?;
+    // Subscribed before the first read: a change between the read and the
+    // wait still wakes it.
+    let mut changes = state.waiters.subscribe();
+    let deadline = tokio::time::Instant::now() + wait.map_or(Duration::ZERO, |(wait, _)| wait);
+    loop {
+        let request = requests::find(&state.pool, caller.id, id)
+            .await?
+            .ok_or_else(|| ApiError::NotFound(format!("request {id} not found")))?;
+        let done = wait.is_none_or(|(_, until)| until.reached(&request));
+        if done || tokio::time::Instant::now() >= deadline {
+            return Ok(Json(request.into()));
+        }
+        waiters::changed(&mut changes, id, deadline).await;
+    }
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

@@ -2,7 +2,7 @@
 
 use sqlx::PgPool;
 
-use crate::{metrics::Metrics, store::users::Users};
+use crate::{metrics::Metrics, store::users::Users, waiters::Waiters};
 
 /// Cheap to clone: handles to shared pools and registries.
 #[derive(Clone)]
@@ -11,4 +11,5 @@ pub struct AppState {
     pub nats: async_nats::Client,
     pub users: Users,
     pub metrics: Metrics,
+    pub waiters: Waiters,
 }

@@ -192,3 +192,39 @@ async fn paging_is_stable_under_concurrent_inserts() {
     assert!(created.windows(2).all(|w| w[0] >= w[1]), "not newest first");
     app.finish().await;
 }
+
+#[tokio::test]
+async fn a_wait_ends_at_its_deadline_with_the_request_as_it_is() {
+    let app = TestApp::spawn().await;
+    let (_, created) = status_and_json(app.create("alice", &deployment("web")).await).await;
+    let id = created["id"].as_str().unwrap();
+    // No worker runs: the request stays CREATED.
+    let started = std::time::Instant::now();
+    let (status, request) = status_and_json(
+        app.get(
+            "alice",
+            &format!("/api/v1/deployments/requests/{id}?wait=1500ms"),
+        )
+        .await,
+    )
+    .await;
+    let waited = started.elapsed();
+    assert_eq!(
+        (status, request["status"].clone()),
+        (200, serde_json::json!("CREATED"))
+    );
+    assert!(
+        waited >= std::time::Duration::from_millis(1500),
+        "{waited:?}"
+    );
+
+    for (query, parameter) in [
+        ("wait=soon", "wait"),
+        ("wait=1m", "wait"),
+        ("wait=1s&until=done", "until"),
+    ] {
+        let path = format!("/api/v1/deployments/requests/{id}?{query}");
+        assert_problem(app.get("alice", &path).await, 422, Some(parameter)).await;
+    }
+    app.finish().await;
+}

@@ -14,3 +14,4 @@ mod ordering;
 mod outage;
 mod rollout;
 mod sync;
+mod wait;
