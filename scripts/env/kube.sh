@@ -33,9 +33,17 @@ node_ready() {
   kubectl_ get node kwok-node-0 -o 'jsonpath={.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null | grep -q True
 }
 
+# KWOK's stages: what the fake node's "kubelet" does with nodes and pods.
+# defaults.yaml stands in for KWOK's own defaults (kwokctl drops them all once
+# it is given any Stage); chaos.yaml makes pods with a chaos.invalid/<failure>
+# image fail as a kubelet would report it (see the file for the images).
+KUBE_STAGE_FILES=("$DEPMAN_ROOT"/scripts/env/stages/*.yaml)
+
 # How the cluster is made. A cluster made with other settings (an older
-# checkout's) is made anew, since kwokctl keeps them from its creation.
+# checkout's) is made anew, since kwokctl keeps them from its creation; the
+# stages are copied into the cluster's kwok.yaml then, so they count too.
 KUBE_SETTINGS="port=$DEPMAN_KUBE_PORT version=$KUBE_VERSION qps-limits=off node-lease=10s leader-elect=off"
+KUBE_SETTINGS+=" stages=$(cat "${KUBE_STAGE_FILES[@]}" | sha256sum | cut -c1-12)"
 KUBE_SETTINGS_FILE=$KUBE_CLUSTER_DIR/depman-settings
 
 kube_create() {
@@ -49,7 +57,10 @@ kube_create() {
   # No client-side rate limits in the controllers and the scheduler: tests
   # run many rollouts in parallel, and the defaults (20 requests/s) made the
   # deployment controller fall tens of seconds behind.
+  local stages=() file
+  for file in "${KUBE_STAGE_FILES[@]}"; do stages+=(--config="$file"); done
   kwokctl create cluster \
+    "${stages[@]}" \
     --kubeconfig "" \
     --disable-qps-limits \
     --heartbeat-factor 1 --node-lease-duration-seconds 10 \

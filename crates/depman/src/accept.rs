@@ -9,9 +9,10 @@ use uuid::Uuid;
 
 use crate::{
     domain::{
-        FieldError,
+        FieldError, labels,
         spec::{DeploymentInput, DeploymentPatch, DeploymentSpec, merge_patch},
         status::RequestType,
+        workload::check_env_name,
     },
     store::{
         deployments, outbox,
@@ -267,14 +268,45 @@ fn check_patch_fields(patch: &Map<String, Value>) -> Result<(), Vec<FieldError>>
     if !fixed.is_empty() {
         return Err(fixed);
     }
-    serde_path_to_error::deserialize::<_, DeploymentPatch>(Value::Object(patch.clone()))
-        .map(drop)
-        .map_err(|error| {
+    serde_path_to_error::deserialize::<_, DeploymentPatch>(Value::Object(patch.clone())).map_err(
+        |error| {
             vec![FieldError::new(
                 error.path().to_string(),
                 error.inner().to_string(),
             )]
+        },
+    )?;
+    check_removed_keys(patch)
+}
+
+type KeyCheck = fn(&str) -> Result<(), String>;
+
+/// A key a patch removes (`"KEY": null`) is never checked on the merged
+/// spec, where it no longer is: it must still be one the field could hold.
+fn check_removed_keys(patch: &Map<String, Value>) -> Result<(), Vec<FieldError>> {
+    let checks: [(&str, KeyCheck); 3] = [
+        ("env", check_env_name),
+        ("labels", labels::check_key),
+        ("annotations", labels::check_key),
+    ];
+    let errors: Vec<FieldError> = checks
+        .into_iter()
+        .flat_map(|(field, check)| {
+            let removed = patch
+                .get(field)
+                .and_then(Value::as_object)
+                .into_iter()
+                .flatten();
+            removed
+                .filter(|(_, value)| value.is_null())
+                .filter_map(move |(key, _)| check(key).err().map(|e| FieldError::new(field, e)))
         })
+        .collect();
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors)
+    }
 }
 
 /// `name` and five random lowercase alphanumerics, as Kubernetes'

@@ -109,6 +109,11 @@ impl SyncEvent {
         format!("{uid}:{resource_version}")
     }
 
+    /// The message id of "its pods or ReplicaSets changed" in flush `round`.
+    pub fn parts_id(namespace: &str, name: &str, round: i64) -> String {
+        format!("parts:{namespace}/{name}:{round}")
+    }
+
     /// The message id of "Kubernetes has no such object" in resync `round`.
     pub fn missing_id(namespace: &str, name: &str, round: i64) -> String {
         format!("missing:{namespace}/{name}:{round}")

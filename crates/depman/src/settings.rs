@@ -163,6 +163,30 @@ pub struct WorkerSettings {
     /// How long a stopping worker waits for the requests in flight.
     #[arg(long, env = "DEPMAN_SHUTDOWN_TIMEOUT", default_value = "20s", value_parser = humantime::parse_duration)]
     pub shutdown_timeout: Duration,
+
+    /// How long a scheduled pod of a rollout may fail to pull its image
+    /// (ErrImagePull, ImagePullBackOff) before the rollout is FAILED.
+    #[arg(long, env = "DEPMAN_IMAGE_PULL_GRACE", default_value = "12s", value_parser = humantime::parse_duration)]
+    pub image_pull_grace: Duration,
+
+    /// Restarts of a crash-looping pod after which its rollout is FAILED.
+    #[arg(long, env = "DEPMAN_CRASH_LOOP_RESTARTS", default_value_t = 2)]
+    pub crash_loop_restarts: i32,
+
+    /// How long a pod of a rollout may stay unschedulable before the rollout
+    /// is FAILED.
+    #[arg(long, env = "DEPMAN_UNSCHEDULABLE_GRACE", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub unschedulable_grace: Duration,
+}
+
+impl WorkerSettings {
+    pub fn thresholds(&self) -> crate::domain::diagnosis::Thresholds {
+        crate::domain::diagnosis::Thresholds {
+            image_pull: self.image_pull_grace,
+            crash_restarts: self.crash_loop_restarts,
+            unschedulable: self.unschedulable_grace,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Args)]

@@ -11,8 +11,14 @@ use std::{
 };
 
 use async_nats::jetstream::{self, context::PublishAckFuture};
-use futures::{StreamExt, stream::select_all};
-use k8s_openapi::api::apps::v1::Deployment;
+use futures::{StreamExt, TryStreamExt, stream::select_all};
+use k8s_openapi::{
+    NamespaceResourceScope,
+    api::{
+        apps::v1::{Deployment, ReplicaSet},
+        core::v1::Pod,
+    },
+};
 use kube::{
     Api, Client, ResourceExt,
     api::ListParams,
@@ -24,7 +30,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     dependencies::Dependencies,
-    kubernetes::MANAGED_BY,
+    kubernetes::{IDENTIFIER_LABEL, MANAGED_BY},
     metrics::WatcherMetrics,
     queue::{self, Names, SyncEvent},
     settings::WatcherSettings,
@@ -44,6 +50,31 @@ pub struct Watcher {
     /// This replica's name in the Lease.
     identity: String,
     metrics: WatcherMetrics,
+}
+
+/// How often the Deployments whose pods or ReplicaSets changed are synced:
+/// a thousand pods restarting at once make one event per Deployment.
+const COALESCE: Duration = Duration::from_millis(250);
+
+/// What a watch saw.
+enum Seen {
+    Deployment(Box<watcher::Event<Deployment>>),
+    /// A pod or ReplicaSet of this Deployment (namespace, identifier)
+    /// changed; `None` for what says nothing (initial lists).
+    Part(Option<(String, String)>),
+}
+
+impl Seen {
+    fn part<K: ResourceExt>(event: watcher::Event<K>) -> Self {
+        match event {
+            watcher::Event::Apply(object) | watcher::Event::Delete(object) => Self::Part(
+                object
+                    .namespace()
+                    .zip(object.labels().get(IDENTIFIER_LABEL).cloned()),
+            ),
+            _ => Self::Part(None),
+        }
+    }
 }
 
 fn selector() -> String {
@@ -111,7 +142,11 @@ impl Watcher {
         Ok(())
     }
 
-    fn apis(&self) -> Vec<Api<Deployment>> {
+    fn apis<K>(&self) -> Vec<Api<K>>
+    where
+        K: kube::Resource<Scope = NamespaceResourceScope>,
+        K::DynamicType: Default,
+    {
         if self.namespaces.is_empty() {
             vec![Api::all(self.client.clone())]
         } else {
@@ -122,31 +157,82 @@ impl Watcher {
         }
     }
 
-    /// Watches and publishes; the watch relists on its own after 410 Gone
+    /// Watches and publishes; the watches relist on their own after 410 Gone
     /// or a dropped connection, so this only ends when its caller stops it.
+    /// The pods and ReplicaSets of managed Deployments are watched too: a
+    /// change of theirs makes one sync event for their Deployment, at most
+    /// every [`COALESCE`], however many pods changed.
     async fn publish_changes(&self) {
         let config = watcher::Config::default().labels(&selector());
-        let streams = self
-            .apis()
-            .into_iter()
-            .map(|api| watcher(api, config.clone()).default_backoff().boxed());
-        let mut events = select_all(streams);
+        let deployments = self.apis::<Deployment>().into_iter().map(|api| {
+            watcher(api, config.clone())
+                .default_backoff()
+                .map_ok(|event| Seen::Deployment(Box::new(event)))
+                .boxed()
+        });
+        let pods = self.apis::<Pod>().into_iter().map(|api| {
+            watcher(api, config.clone())
+                .default_backoff()
+                .map_ok(Seen::part)
+                .boxed()
+        });
+        let sets = self.apis::<ReplicaSet>().into_iter().map(|api| {
+            watcher(api, config.clone())
+                .default_backoff()
+                .map_ok(Seen::part)
+                .boxed()
+        });
+        let mut events = select_all(deployments.chain(pods).chain(sets));
         let mut ticker = tokio::time::interval(self.resync_interval);
         ticker.tick().await;
+        let mut flush = tokio::time::interval(COALESCE);
+        flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut touched = HashSet::new();
         loop {
             tokio::select! {
                 event = events.next() => match event {
-                    Some(Ok(watcher::Event::Apply(d) | watcher::Event::Delete(d))) => {
-                        if let Err(error) = self.publish_one(&d).await {
-                            tracing::warn!(error = format!("{error:#}"), "publishing a sync event failed");
+                    Some(Ok(Seen::Deployment(event))) => match *event {
+                        watcher::Event::Apply(d) | watcher::Event::Delete(d) => {
+                            if let Err(error) = self.publish_one(&d).await {
+                                tracing::warn!(error = format!("{error:#}"), "publishing a sync event failed");
+                            }
                         }
+                        watcher::Event::InitDone => self.resync().await,
+                        watcher::Event::Init | watcher::Event::InitApply(_) => {}
+                    },
+                    Some(Ok(Seen::Part(None))) => {}
+                    Some(Ok(Seen::Part(Some(deployment)))) => {
+                        touched.insert(deployment);
                     }
-                    Some(Ok(watcher::Event::InitDone)) => self.resync().await,
-                    Some(Ok(watcher::Event::Init | watcher::Event::InitApply(_))) => {}
                     Some(Err(error)) => tracing::warn!(%error, "watch interrupted; relisting"),
                     None => return,
                 },
+                _ = flush.tick(), if !touched.is_empty() => self.publish_touched(&mut touched).await,
                 _ = ticker.tick() => self.resync().await,
+            }
+        }
+    }
+
+    /// One sync event for each Deployment whose pods or ReplicaSets changed
+    /// since the last flush.
+    async fn publish_touched(&self, touched: &mut HashSet<(String, String)>) {
+        let round = chrono::Utc::now().timestamp_millis();
+        let mut acks = Vec::with_capacity(touched.len());
+        for (namespace, identifier) in touched.drain() {
+            let id = SyncEvent::parts_id(&namespace, &identifier, round);
+            match self.publish(&namespace, &identifier, id).await {
+                Ok(ack) => acks.push(ack),
+                Err(error) => {
+                    tracing::warn!(
+                        error = format!("{error:#}"),
+                        "publishing a sync event failed"
+                    )
+                }
+            }
+        }
+        for ack in acks {
+            if let Err(error) = ack.await {
+                tracing::warn!(%error, "a sync event was not acknowledged");
             }
         }
     }
@@ -203,7 +289,7 @@ impl Watcher {
         let round = chrono::Utc::now().timestamp_millis();
         let mut present = HashSet::new();
         let mut acks = Vec::new();
-        for api in self.apis() {
+        for api in self.apis::<Deployment>() {
             let mut params = ListParams::default().labels(&selector()).limit(500);
             loop {
                 let page = api.list(&params).await?;

@@ -224,6 +224,36 @@ fn each_role_may_do_what_it_needs_and_nothing_more() {
                 "watcher {verb}"
             );
         }
+        // The pods and ReplicaSets of a rollout: the watcher follows them,
+        // the worker's sync lists them; neither changes them.
+        for resource in ["pods", "replicasets.apps"] {
+            for verb in ["list", "watch"] {
+                assert!(
+                    can("watcher", verb, resource, namespace),
+                    "watcher {verb} {resource}"
+                );
+            }
+            assert!(
+                can("worker", "list", resource, namespace),
+                "worker list {resource}"
+            );
+            for verb in ["get", "watch", "create", "patch", "delete"] {
+                assert!(
+                    !can("worker", verb, resource, namespace),
+                    "worker {verb} {resource}"
+                );
+            }
+            for verb in ["get", "create", "patch", "delete"] {
+                assert!(
+                    !can("watcher", verb, resource, namespace),
+                    "watcher {verb} {resource}"
+                );
+            }
+            assert!(
+                !can("api", "list", resource, namespace),
+                "api list {resource}"
+            );
+        }
     }
     for role in ROLES {
         for verb in ["get", "list"] {
@@ -241,7 +271,7 @@ fn each_role_may_do_what_it_needs_and_nothing_more() {
             "{role} creates pods"
         );
     }
-    // The worker reads live state one object at a time; it never lists.
+    // The worker reads a Deployment one object at a time; it never lists them.
     assert!(!can("worker", "list", "deployments.apps", "team-a"));
 
     for verb in ["get", "create", "patch"] {

@@ -1,6 +1,7 @@
 //! What a user may ask for, parsed and checked where it enters depman:
 //! everything past the HTTP edge takes these types.
 
+pub mod diagnosis;
 pub mod image;
 pub mod json;
 pub mod labels;

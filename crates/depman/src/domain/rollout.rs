@@ -7,7 +7,10 @@ use k8s_openapi::api::apps::v1::Deployment;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::status::{DeploymentStatus, Health};
+use super::{
+    diagnosis::Failure,
+    status::{DeploymentStatus, Health},
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
@@ -62,7 +65,15 @@ impl Rollout {
     /// Where this rollout stands, seen from the live Deployment. Counts and
     /// conditions speak for it only once the Deployment observed its
     /// generation (or a later one: then a newer apply supersedes it anyway).
-    pub fn follow(&self, deployment: &Deployment, now: DateTime<Utc>) -> Self {
+    ///
+    /// `failure` is what the pods of the Deployment's current ReplicaSet
+    /// say (`diagnosis`): it fails the rollout at once.
+    pub fn follow(
+        &self,
+        deployment: &Deployment,
+        failure: Option<&Failure>,
+        now: DateTime<Utc>,
+    ) -> Self {
         let mut next = self.clone();
         if self.state != RolloutState::Progressing {
             return next;
@@ -86,6 +97,11 @@ impl Rollout {
         });
         if complete {
             next.state = RolloutState::Complete;
+            next.finished_on = Some(now);
+        } else if let Some(failure) = failure {
+            next.state = RolloutState::Failed;
+            next.reason = Some(failure.reason.clone());
+            next.message = Some(failure.message.clone());
             next.finished_on = Some(now);
         } else if let Some(condition) = deadline {
             next.state = RolloutState::Failed;
@@ -216,7 +232,7 @@ mod tests {
             3,
             json!({"observedGeneration": 2, "replicas": 2, "updatedReplicas": 2, "availableReplicas": 2}),
         );
-        let rollout = started().follow(&behind, Utc::now());
+        let rollout = started().follow(&behind, None, Utc::now());
         assert_eq!(
             rollout,
             started_at(&rollout),
@@ -227,7 +243,7 @@ mod tests {
             3,
             json!({"observedGeneration": 3, "replicas": 3, "updatedReplicas": 2, "availableReplicas": 1, "readyReplicas": 1}),
         );
-        let rollout = started().follow(&halfway, Utc::now());
+        let rollout = started().follow(&halfway, None, Utc::now());
         assert_eq!(rollout.state, RolloutState::Progressing);
         assert_eq!(
             (rollout.updated_replicas, rollout.available_replicas),
@@ -238,11 +254,11 @@ mod tests {
             3,
             json!({"observedGeneration": 3, "replicas": 2, "updatedReplicas": 2, "availableReplicas": 2, "readyReplicas": 2}),
         );
-        let rollout = started().follow(&done, Utc::now());
+        let rollout = started().follow(&done, None, Utc::now());
         assert_eq!(rollout.state, RolloutState::Complete);
         assert!(rollout.finished_on.is_some());
         // An ended rollout stays as it ended.
-        assert_eq!(rollout.follow(&halfway, Utc::now()), rollout);
+        assert_eq!(rollout.follow(&halfway, None, Utc::now()), rollout);
     }
 
     /// `started()`, with the start time of `rollout`.
@@ -254,6 +270,23 @@ mod tests {
     }
 
     #[test]
+    fn a_failing_pod_of_its_replica_set_fails_the_rollout_at_once() {
+        let halfway = deployment(
+            2,
+            3,
+            json!({"observedGeneration": 3, "replicas": 3, "updatedReplicas": 1, "availableReplicas": 2}),
+        );
+        let failure = Failure {
+            reason: "CrashLoopBackOff".into(),
+            message: "back-off 10s restarting failed container".into(),
+        };
+        let rollout = started().follow(&halfway, Some(&failure), Utc::now());
+        assert_eq!(rollout.state, RolloutState::Failed);
+        assert_eq!(rollout.reason.as_deref(), Some("CrashLoopBackOff"));
+        assert_eq!(rollout.message.as_deref(), Some(failure.message.as_str()));
+    }
+
+    #[test]
     fn a_rollout_past_its_progress_deadline_fails_with_kubernetes_words() {
         let stuck = deployment(
             2,
@@ -262,7 +295,7 @@ mod tests {
                 {"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded",
                  "message": "ReplicaSet \"web-5d\" has timed out progressing."}]}),
         );
-        let rollout = started().follow(&stuck, Utc::now());
+        let rollout = started().follow(&stuck, None, Utc::now());
         assert_eq!(rollout.state, RolloutState::Failed);
         assert_eq!(rollout.reason.as_deref(), Some("ProgressDeadlineExceeded"));
         assert_eq!(

@@ -31,6 +31,11 @@ pub struct Deployment {
     pub image: String,
     pub status: DeploymentStatus,
     pub health: Health,
+    /// Why it is `DEGRADED` (`ErrImagePull`, `CrashLoopBackOff`,
+    /// `QuotaExceeded`, `ProgressDeadlineExceeded`, ...); `null` otherwise.
+    pub health_reason: Option<String>,
+    /// Kubernetes' own words for `health_reason`.
+    pub health_message: Option<String>,
     /// Desired replicas, as Kubernetes last reported them.
     pub replicas: Option<i32>,
     pub ready_replicas: Option<i32>,
@@ -63,6 +68,8 @@ impl From<DeploymentRow> for Deployment {
             image: row.image,
             status: row.status,
             health: row.health,
+            health_reason: row.health_reason,
+            health_message: row.health_message,
             replicas: row.replicas,
             ready_replicas: row.ready_replicas,
             available_replicas: row.available_replicas,

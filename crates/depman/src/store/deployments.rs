@@ -22,6 +22,8 @@ pub struct DeploymentRow {
     pub image: String,
     pub status: DeploymentStatus,
     pub health: Health,
+    pub health_reason: Option<String>,
+    pub health_message: Option<String>,
     pub replicas: Option<i32>,
     pub ready_replicas: Option<i32>,
     pub available_replicas: Option<i32>,
@@ -44,7 +46,8 @@ pub struct Condition {
     pub message: Option<String>,
 }
 
-const COLUMNS: &str = "id, identifier, name, namespace, image, status, health, replicas, \
+const COLUMNS: &str = "id, identifier, name, namespace, image, status, health, health_reason, \
+     health_message, replicas, \
      ready_replicas, available_replicas, updated_replicas, generation, observed_generation, \
      conditions, resource_version, created_on, updated_on";
 
@@ -195,7 +198,10 @@ pub async fn record_outcome(
     let (status, from) = outcome.transition();
     let health = status.is_gone().then_some(Health::Missing);
     sqlx::query(
-        "UPDATE deployments SET status = $2, health = coalesce($3, health), updated_on = clock_timestamp()
+        "UPDATE deployments SET status = $2, health = coalesce($3, health),
+             health_reason = CASE WHEN $3 IS NULL THEN health_reason END,
+             health_message = CASE WHEN $3 IS NULL THEN health_message END,
+             updated_on = clock_timestamp()
          WHERE identifier = $1 AND status = ANY($4)",
     )
     .bind(identifier)
@@ -213,6 +219,9 @@ pub struct Live {
     pub image: Option<String>,
     pub status: DeploymentStatus,
     pub health: Health,
+    /// Why it is `DEGRADED`, and Kubernetes' words for it.
+    pub health_reason: Option<String>,
+    pub health_message: Option<String>,
     pub replicas: i32,
     pub ready_replicas: i32,
     pub available_replicas: i32,
@@ -243,7 +252,8 @@ pub async fn record_live(
                  THEN 'UPDATING' ELSE $4 END,
              health = $5, replicas = $6, ready_replicas = $7, available_replicas = $8,
              updated_replicas = $9, generation = $10, observed_generation = $11,
-             conditions = $12, resource_version = $13, metadata = $14, updated_on = clock_timestamp()
+             conditions = $12, resource_version = $13, metadata = $14,
+             health_reason = $15, health_message = $16, updated_on = clock_timestamp()
          WHERE namespace = $1 AND identifier = $2
            AND status IN ('INITIATED', 'UPDATING', 'CREATED')
            AND (resource_version IS NULL
@@ -264,6 +274,8 @@ pub async fn record_live(
     .bind(Json(&live.conditions))
     .bind(&live.resource_version)
     .bind(&live.metadata)
+    .bind(&live.health_reason)
+    .bind(&live.health_message)
     .execute(db)
     .await?;
     Ok(updated.rows_affected() == 1)
@@ -278,7 +290,8 @@ pub async fn record_missing(
     identifier: &str,
 ) -> Result<bool, sqlx::Error> {
     let updated = sqlx::query(
-        "UPDATE deployments SET status = 'DELETED', health = 'MISSING', ready_replicas = 0,
+        "UPDATE deployments SET status = 'DELETED', health = 'MISSING', health_reason = NULL,
+             health_message = NULL, ready_replicas = 0,
              available_replicas = 0, updated_replicas = 0, updated_on = clock_timestamp()
          WHERE namespace = $1 AND identifier = $2 AND status IN ('UPDATING', 'CREATED')",
     )

@@ -96,7 +96,8 @@ pub async fn insert_create(
              VALUES ($1, $2, $3, $4, 'INITIATED', $5, $6, 1)
              ON CONFLICT (identifier) DO UPDATE SET
                  name = EXCLUDED.name, namespace = EXCLUDED.namespace, image = EXCLUDED.image,
-                 status = 'INITIATED', health = 'MISSING', spec = EXCLUDED.spec,
+                 status = 'INITIATED', health = 'MISSING', health_reason = NULL,
+                 health_message = NULL, spec = EXCLUDED.spec,
                  last_sequence = deployments.last_sequence + 1,
                  resource_version = NULL, replicas = NULL, ready_replicas = NULL,
                  available_replicas = NULL, updated_replicas = NULL, generation = NULL,

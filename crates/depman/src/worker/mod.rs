@@ -36,6 +36,7 @@ impl Worker {
             names: deps.names.clone(),
             max_attempts: settings.max_attempts,
             retry_backoff: settings.retry_backoff,
+            thresholds: settings.thresholds(),
             metrics: deps.metrics.worker.clone(),
         };
         let pool_size = ctx.pool.options().get_max_connections();

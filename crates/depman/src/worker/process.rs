@@ -19,7 +19,7 @@ use chrono::Utc;
 
 use super::decision::{self, Decision};
 use crate::{
-    domain::{rollout::Rollout, status::RequestType},
+    domain::{diagnosis::Thresholds, rollout::Rollout, status::RequestType},
     kubernetes,
     metrics::WorkerMetrics,
     queue::{self, DeadLetter, Names, RequestMessage},
@@ -38,6 +38,8 @@ pub struct Context {
     pub names: Names,
     pub max_attempts: u32,
     pub retry_backoff: Duration,
+    /// When a failing pod fails its rollout.
+    pub thresholds: Thresholds,
     pub metrics: WorkerMetrics,
 }
 

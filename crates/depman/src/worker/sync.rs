@@ -7,14 +7,21 @@
 use std::time::Duration;
 
 use async_nats::jetstream::{AckKind, Message};
-use k8s_openapi::api::apps::v1::Deployment;
-use kube::Api;
+use k8s_openapi::api::{
+    apps::v1::{Deployment, ReplicaSet},
+    core::v1::Pod,
+};
+use kube::{Api, api::ListParams};
 use sqlx::types::Json;
 
 use super::process::Context;
 use crate::{
-    domain::rollout,
-    kubernetes::{self, MANAGED_BY},
+    domain::{
+        diagnosis::{self, Diagnosis, Failure},
+        rollout,
+        status::{DeploymentStatus, Health},
+    },
+    kubernetes::{self, IDENTIFIER_LABEL, MANAGED_BY},
     queue::SyncEvent,
     store::{
         deployments::{self, Condition, Live},
@@ -30,13 +37,16 @@ pub enum Synced {
     /// Nothing to write: not depman's, unknown to the database (never
     /// adopted), or the row already holds this state or a newer one.
     Unchanged,
+    /// Written; a pod's failure signal counts once it lasted this long,
+    /// and nothing else may change by then: the event comes back.
+    LookAgainIn(Duration),
 }
 
 impl Synced {
     /// The `outcome` label of `depman_sync_events_applied_total`.
     pub fn label(self) -> &'static str {
         match self {
-            Self::Updated => "updated",
+            Self::Updated | Self::LookAgainIn(_) => "updated",
             Self::Deleted => "deleted",
             Self::Unchanged => "unchanged",
         }
@@ -62,28 +72,64 @@ pub async fn sync(ctx: &Context, event: &SyncEvent) -> anyhow::Result<Synced> {
     if labels.get(MANAGED_BY.0).map(String::as_str) != Some(MANAGED_BY.1) {
         return Ok(Synced::Unchanged);
     }
+    // A rollout that is not complete: do its pods say why?
+    let diagnosis = match rollout::assess(&live).0 {
+        DeploymentStatus::Created => Diagnosis::default(),
+        _ => diagnose(ctx, &event.namespace, &event.name, &live).await?,
+    };
+    let failure = diagnosis.failure.as_ref();
+    let state = live_state(&live, failure);
     let updated =
-        deployments::record_live(&ctx.pool, &event.namespace, &event.name, &live_state(&live))
-            .await?;
+        deployments::record_live(&ctx.pool, &event.namespace, &event.name, &state).await?;
     if updated {
-        follow_rollouts(ctx, &event.name, &live).await?;
+        follow_rollouts(ctx, &event.name, &live, failure).await?;
     }
     if !updated {
         tracing::debug!(namespace = %event.namespace, name = %event.name, "labelled Deployment not taken: unknown to depman or older than the row");
     }
-    Ok(if updated {
-        Synced::Updated
-    } else {
-        Synced::Unchanged
+    Ok(match (updated, diagnosis.recheck) {
+        (true, Some(wait)) => Synced::LookAgainIn(wait),
+        (true, None) => Synced::Updated,
+        (false, _) => Synced::Unchanged,
     })
 }
 
+/// What the ReplicaSets and pods of a Deployment say of its rollout.
+async fn diagnose(
+    ctx: &Context,
+    namespace: &str,
+    identifier: &str,
+    live: &Deployment,
+) -> anyhow::Result<Diagnosis> {
+    let params = ListParams::default().labels(&format!("{IDENTIFIER_LABEL}={identifier}"));
+    let sets = Api::<ReplicaSet>::namespaced(ctx.kube.clone(), namespace)
+        .list(&params)
+        .await
+        .map_err(kubernetes::classify)?;
+    let pods = Api::<Pod>::namespaced(ctx.kube.clone(), namespace)
+        .list(&params)
+        .await
+        .map_err(kubernetes::classify)?;
+    Ok(diagnosis::diagnose(
+        live,
+        &sets.items,
+        &pods.items,
+        &ctx.thresholds,
+        chrono::Utc::now(),
+    ))
+}
+
 /// Moves on the rollouts of the deployment still followed, from what the
-/// live object says of them.
-async fn follow_rollouts(ctx: &Context, identifier: &str, live: &Deployment) -> anyhow::Result<()> {
+/// live object (and its pods' `failure`) says of them.
+async fn follow_rollouts(
+    ctx: &Context,
+    identifier: &str,
+    live: &Deployment,
+    failure: Option<&Failure>,
+) -> anyhow::Result<()> {
     let now = chrono::Utc::now();
     for (id, Json(rollout)) in requests::progressing_rollouts(&ctx.pool, identifier).await? {
-        let next = rollout.follow(live, now);
+        let next = rollout.follow(live, failure, now);
         if next != rollout {
             requests::record_rollout(&ctx.pool, id, &next).await?;
         }
@@ -91,8 +137,31 @@ async fn follow_rollouts(ctx: &Context, identifier: &str, live: &Deployment) -> 
     Ok(())
 }
 
-fn live_state(deployment: &Deployment) -> Live {
+/// The live state of a Deployment; `failure`, when its pods give one, makes
+/// it `DEGRADED` with that reason.
+fn live_state(deployment: &Deployment, failure: Option<&Failure>) -> Live {
     let (status, health) = rollout::assess(deployment);
+    let deadline = deployment
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|conditions| {
+            conditions.iter().find(|c| {
+                c.type_.as_deref() == Some("Progressing")
+                    && c.reason.as_deref() == Some("ProgressDeadlineExceeded")
+            })
+        });
+    let (health, health_reason, health_message) = match (failure, deadline) {
+        (Some(failure), _) => (
+            Health::Degraded,
+            Some(failure.reason.clone()),
+            Some(failure.message.clone()),
+        ),
+        (None, Some(condition)) if health == Health::Degraded => {
+            (health, condition.reason.clone(), condition.message.clone())
+        }
+        _ => (health, None, None),
+    };
     let observed = deployment.status.clone().unwrap_or_default();
     let image = deployment
         .spec
@@ -116,6 +185,8 @@ fn live_state(deployment: &Deployment) -> Live {
         image,
         status,
         health,
+        health_reason,
+        health_message,
         replicas: deployment.spec.replicas.unwrap_or(1),
         ready_replicas: observed.ready_replicas.unwrap_or(0),
         available_replicas: observed.available_replicas.unwrap_or(0),
@@ -150,7 +221,15 @@ pub async fn settle(ctx: Context, message: Message) {
         Ok(synced) => {
             let lag = (synced != Synced::Unchanged).then(|| chrono::Utc::now() - event.observed_on);
             ctx.metrics.synced(synced.label(), lag);
-            message.ack().await
+            match synced {
+                // A little after the threshold, so that the signal counts.
+                Synced::LookAgainIn(wait) => {
+                    message
+                        .ack_with(AckKind::Nak(Some(wait + Duration::from_millis(200))))
+                        .await
+                }
+                _ => message.ack().await,
+            }
         }
         Err(error) => {
             tracing::warn!(error = format!("{error:#}"), namespace = %event.namespace, name = %event.name, "sync failed; will retry");

@@ -231,3 +231,26 @@ async fn the_progress_deadline_is_part_of_the_spec_from_10_to_3600_seconds() {
     assert_eq!(reset["spec"]["progress_deadline_seconds"], 600, "{reset}");
     app.finish().await;
 }
+
+#[tokio::test]
+async fn a_patch_removing_a_key_names_a_key_the_field_could_hold() {
+    let app = TestApp::spawn().await;
+    let id = created(&app, "alice", &deployment("web")).await;
+    for (patch, field) in [
+        (json!({"labels": {"": null}}), "labels"),
+        (json!({"labels": {"depman.io/owner": null}}), "labels"),
+        (json!({"env": {"1X": null}}), "env"),
+        (json!({"annotations": {"bad key": null}}), "annotations"),
+    ] {
+        assert_problem(app.patch("alice", &id, &patch).await, 422, Some(field)).await;
+    }
+    let removes = app
+        .patch("alice", &id, &json!({"labels": {"tier": null}}))
+        .await;
+    assert_eq!(
+        removes.status(),
+        202,
+        "removing a valid key that is absent is fine"
+    );
+    app.finish().await;
+}

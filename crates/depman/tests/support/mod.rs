@@ -39,6 +39,15 @@ pub struct TestApp {
     served: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
 
+/// Short graces, so that tests see a failing rollout fail within seconds;
+/// the defaults are in the README.
+pub const TEST_THRESHOLDS: depman::domain::diagnosis::Thresholds =
+    depman::domain::diagnosis::Thresholds {
+        image_pull: std::time::Duration::from_secs(3),
+        crash_restarts: 2,
+        unschedulable: std::time::Duration::from_secs(3),
+    };
+
 pub fn environment(name: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| {
         panic!("{name} is not set: run `make test`, or `make env && . .devenv/env.sh`")
@@ -208,6 +217,9 @@ impl TestApp {
             concurrency: 3,
             retry_backoff,
             shutdown_timeout: std::time::Duration::from_secs(10),
+            image_pull_grace: TEST_THRESHOLDS.image_pull,
+            crash_loop_restarts: TEST_THRESHOLDS.crash_restarts,
+            unschedulable_grace: TEST_THRESHOLDS.unschedulable,
         };
         let worker = depman::worker::Worker::build(&self.deps, kube, &settings);
         let stop = CancellationToken::new();
@@ -226,6 +238,7 @@ impl TestApp {
             names: self.deps.names.clone(),
             max_attempts: 3,
             retry_backoff: std::time::Duration::from_millis(100),
+            thresholds: TEST_THRESHOLDS,
             metrics: self.deps.metrics.worker.clone(),
         }
     }

@@ -87,10 +87,10 @@ async fn an_update_applied_before_the_last_rollout_ended_supersedes_it() {
     let id = created["id"].as_str().unwrap();
     app.request_until("alice", id, WITHIN, ended).await;
 
-    // Two UPDATEs at once: the worker applies both before the first rollout
-    // can end.
+    // The first UPDATE's pods never become ready: its rollout is still on
+    // when the second is applied.
     let (_, first) = status_and_json(
-        app.patch("alice", id, &json!({"image": "nginx:1.28"}))
+        app.patch("alice", id, &json!({"image": "chaos.invalid/never-ready"}))
             .await,
     )
     .await;
@@ -118,8 +118,177 @@ async fn an_update_applied_before_the_last_rollout_ended_supersedes_it() {
     cluster.finish().await;
 }
 
+/// Creates `web` with `image` (and `extra` fields), and returns the request
+/// once its rollout ended.
+async fn rolled_out(app: &TestApp, cluster: &Cluster, image: &str, extra: Value) -> Value {
+    let mut body = deployment("web", &cluster.namespace);
+    body["image"] = json!(image);
+    for (field, value) in extra.as_object().cloned().unwrap_or_default() {
+        body[field] = value;
+    }
+    let (status, created) = status_and_json(app.create("alice", &body).await).await;
+    assert_eq!(status, 202, "{created}");
+    app.request_until(
+        "alice",
+        created["id"].as_str().expect("an id"),
+        WITHIN,
+        ended,
+    )
+    .await
+}
+
 #[tokio::test]
-async fn a_rollout_that_cannot_make_pods_fails_at_its_progress_deadline() {
+async fn an_image_that_cannot_be_pulled_fails_with_the_kubelets_reason() {
+    let cluster = Cluster::with_namespace().await;
+    let app = started(&cluster).await;
+    let failed = rolled_out(
+        &app,
+        &cluster,
+        "chaos.invalid/image-pull-error:1",
+        json!({}),
+    )
+    .await;
+    assert_eq!(failed["status"], "SUCCESS", "applied: {failed}");
+    assert_eq!(state(&failed), "FAILED", "{failed}");
+    let reason = failed["rollout"]["reason"].as_str().unwrap_or_default();
+    assert!(
+        ["ErrImagePull", "ImagePullBackOff"].contains(&reason),
+        "{failed}"
+    );
+    assert!(
+        failed["rollout"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("chaos.invalid")),
+        "Kubernetes' words: {failed}"
+    );
+    let degraded = app
+        .deployment_until("alice", "web", WITHIN, |d| d["health"] == "DEGRADED")
+        .await;
+    assert!(
+        ["ErrImagePull", "ImagePullBackOff"]
+            .contains(&degraded["health_reason"].as_str().unwrap_or_default()),
+        "{degraded}"
+    );
+    app.finish().await;
+    cluster.finish().await;
+}
+
+#[tokio::test]
+async fn a_crash_loop_fails_at_its_second_restart() {
+    let cluster = Cluster::with_namespace().await;
+    let app = started(&cluster).await;
+    let failed = rolled_out(&app, &cluster, "chaos.invalid/crash-loop", json!({})).await;
+    assert_eq!(state(&failed), "FAILED", "{failed}");
+    assert_eq!(failed["rollout"]["reason"], "CrashLoopBackOff", "{failed}");
+    assert!(
+        failed["rollout"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("exit code 1")),
+        "{failed}"
+    );
+    app.finish().await;
+    cluster.finish().await;
+}
+
+#[tokio::test]
+async fn a_pod_that_is_never_ready_fails_at_the_progress_deadline() {
+    let cluster = Cluster::with_namespace().await;
+    let app = started(&cluster).await;
+    let failed = rolled_out(
+        &app,
+        &cluster,
+        "chaos.invalid/never-ready",
+        json!({"progress_deadline_seconds": 10}),
+    )
+    .await;
+    assert_eq!(state(&failed), "FAILED", "{failed}");
+    assert_eq!(
+        failed["rollout"]["reason"], "ProgressDeadlineExceeded",
+        "{failed}"
+    );
+    assert!(
+        failed["rollout"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("progressing")),
+        "Kubernetes' own words: {failed}"
+    );
+    app.finish().await;
+    cluster.finish().await;
+}
+
+#[tokio::test]
+async fn a_pod_that_fits_no_node_fails_as_unschedulable() {
+    let cluster = Cluster::with_namespace().await;
+    let app = started(&cluster).await;
+    let failed = rolled_out(
+        &app,
+        &cluster,
+        "nginx:1.27",
+        json!({"resources": {"requests": {"cpu": "5000"}}}),
+    )
+    .await;
+    assert_eq!(state(&failed), "FAILED", "{failed}");
+    assert_eq!(failed["rollout"]["reason"], "Unschedulable", "{failed}");
+    app.finish().await;
+    cluster.finish().await;
+}
+
+#[tokio::test]
+async fn a_bad_update_fails_while_the_old_pods_serve_and_a_good_one_completes_after_it() {
+    let cluster = Cluster::with_namespace().await;
+    let app = started(&cluster).await;
+    let good = rolled_out(&app, &cluster, "nginx:1.27", json!({"replicas": 2})).await;
+    assert_eq!(state(&good), "COMPLETE", "{good}");
+    let id = good["id"].as_str().unwrap();
+
+    let (_, bad) = status_and_json(
+        app.patch("alice", id, &json!({"image": "chaos.invalid/crash-loop:2"}))
+            .await,
+    )
+    .await;
+    let bad = app
+        .request_until("alice", bad["id"].as_str().unwrap(), WITHIN, ended)
+        .await;
+    assert_eq!(state(&bad), "FAILED", "{bad}");
+    let live = cluster.deployment("web").await.unwrap();
+    let available = live.status.and_then(|s| s.available_replicas).unwrap_or(0);
+    assert_eq!(available, 2, "the old pods keep serving");
+
+    let (_, fixed) = status_and_json(
+        app.patch("alice", id, &json!({"image": "nginx:1.28"}))
+            .await,
+    )
+    .await;
+    let fixed = app
+        .request_until("alice", fixed["id"].as_str().unwrap(), WITHIN, ended)
+        .await;
+    assert_eq!(state(&fixed), "COMPLETE", "{fixed}");
+    let (_, bad_now) = status_and_json(
+        app.get(
+            "alice",
+            &format!(
+                "/api/v1/deployments/requests/{}",
+                bad["id"].as_str().unwrap()
+            ),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(
+        state(&bad_now),
+        "FAILED",
+        "an ended rollout stays as it ended: {bad_now}"
+    );
+    let healthy = app
+        .deployment_until("alice", "web", WITHIN, |d| d["health"] == "HEALTHY")
+        .await;
+    assert_eq!(healthy["health_reason"], Value::Null, "{healthy}");
+    app.finish().await;
+    cluster.finish().await;
+}
+
+#[tokio::test]
+async fn a_quota_that_allows_no_pod_fails_the_rollout_as_quota_exceeded() {
     let cluster = Cluster::with_namespace().await;
     // A quota that allows no pod: the ReplicaSet cannot create any.
     let quotas: Api<ResourceQuota> = Api::namespaced(cluster.client.clone(), &cluster.namespace);
@@ -135,28 +304,26 @@ async fn a_rollout_that_cannot_make_pods_fails_at_its_progress_deadline() {
         .await
         .expect("create the quota");
     let app = started(&cluster).await;
-    let mut body = deployment("web", &cluster.namespace);
-    body["progress_deadline_seconds"] = json!(10);
-    let (_, created) = status_and_json(app.create("alice", &body).await).await;
-    let id = created["id"].as_str().unwrap();
-
-    let failed = app
-        .request_until("alice", id, Duration::from_secs(90), ended)
-        .await;
+    let failed = rolled_out(&app, &cluster, "nginx:1.27", json!({})).await;
     assert_eq!(
         failed["status"], "SUCCESS",
         "applied, though it will not run: {failed}"
     );
     let rollout = &failed["rollout"];
     assert_eq!(rollout["state"], "FAILED", "{failed}");
-    assert_eq!(rollout["reason"], "ProgressDeadlineExceeded", "{failed}");
+    assert_eq!(rollout["reason"], "QuotaExceeded", "{failed}");
     assert!(
         rollout["message"]
             .as_str()
-            .is_some_and(|m| m.contains("progressing")),
+            .is_some_and(|m| m.contains("exceeded quota")),
         "Kubernetes' own words: {failed}"
     );
-    assert_eq!(rollout["available_replicas"], 0);
+    let degraded = app
+        .deployment_until("alice", "web", WITHIN, |d| {
+            d["health_reason"] == "QuotaExceeded"
+        })
+        .await;
+    assert_eq!(degraded["health"], "DEGRADED", "{degraded}");
     app.finish().await;
     cluster.finish().await;
 }
