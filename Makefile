@@ -14,7 +14,7 @@ IMAGE ?= depman:dev
 OVERLAY ?= dev
 
 .PHONY: help env env-down env-status dev run run-worker run-watcher test build build-tests lint fmt \
-	docker-build k8s-deploy k8s-delete bench-api bench-e2e bench-sync fuzz
+	docker-build k8s-deploy k8s-delete bench-api bench-e2e bench-sync bench-outcome fuzz
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -77,6 +77,10 @@ bench-e2e: env ## 500 CREATEs end to end against a kube-rs server-side-apply bas
 bench-sync: env ## sync lag at idle and under churn, resync of 5,000, memory of watcher and worker
 	@cargo build --locked --release --bin depman --example bench_sync -q
 	@$(WITH_ENV) DEPMAN_BIN=$(CARGO_TARGET_DIR)/release/depman $(CARGO_TARGET_DIR)/release/examples/bench_sync
+
+bench-outcome: env ## POST to a truthful rollout outcome, per chaos image, against when Kubernetes showed it
+	@cargo build --locked --release --bin depman --example bench_outcome -q
+	@$(WITH_ENV) DEPMAN_BIN=$(CARGO_TARGET_DIR)/release/depman $(CARGO_TARGET_DIR)/release/examples/bench_outcome
 
 fuzz: env ## schemathesis over the served OpenAPI document, all checks (FUZZ_SECONDS=240)
 	@scripts/fuzz.sh

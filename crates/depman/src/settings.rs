@@ -177,6 +177,11 @@ pub struct WorkerSettings {
     /// is FAILED.
     #[arg(long, env = "DEPMAN_UNSCHEDULABLE_GRACE", default_value = "60s", value_parser = humantime::parse_duration)]
     pub unschedulable_grace: Duration,
+
+    /// How long depman follows a rollout before it fails as RolloutTimeout
+    /// (beyond the Deployment's own progress deadline).
+    #[arg(long, env = "DEPMAN_ROLLOUT_TIMEOUT", default_value = "30m", value_parser = humantime::parse_duration)]
+    pub rollout_timeout: Duration,
 }
 
 impl WorkerSettings {

@@ -2,6 +2,8 @@
 //! of the contract (section 2), and the rollout of the request that produced
 //! its generation, computed from the object alone.
 
+use std::time::Duration;
+
 use chrono::{DateTime, Utc};
 use k8s_openapi::api::apps::v1::Deployment;
 use serde::{Deserialize, Serialize};
@@ -110,6 +112,35 @@ impl Rollout {
             next.finished_on = Some(now);
         }
         next
+    }
+
+    /// A rollout still on after `timeout` (depman's own limit,
+    /// `DEPMAN_ROLLOUT_TIMEOUT`) fails as `RolloutTimeout`; otherwise, how
+    /// long it has left.
+    pub fn time_out(self, timeout: Duration, now: DateTime<Utc>) -> (Self, Option<Duration>) {
+        if self.state != RolloutState::Progressing {
+            return (self, None);
+        }
+        let elapsed = (now - self.started_on).to_std().unwrap_or_default();
+        match timeout.checked_sub(elapsed).filter(|left| !left.is_zero()) {
+            Some(left) => (self, Some(left)),
+            None => {
+                let message = format!(
+                    "not rolled out within {} (DEPMAN_ROLLOUT_TIMEOUT): {} of {} replicas updated and available",
+                    humantime::format_duration(timeout),
+                    self.available_replicas.min(self.updated_replicas),
+                    self.desired_replicas
+                );
+                let timed_out = Self {
+                    state: RolloutState::Failed,
+                    reason: Some("RolloutTimeout".into()),
+                    message: Some(message),
+                    finished_on: Some(now),
+                    ..self
+                };
+                (timed_out, None)
+            }
+        }
     }
 }
 
@@ -284,6 +315,31 @@ mod tests {
         assert_eq!(rollout.state, RolloutState::Failed);
         assert_eq!(rollout.reason.as_deref(), Some("CrashLoopBackOff"));
         assert_eq!(rollout.message.as_deref(), Some(failure.message.as_str()));
+    }
+
+    #[test]
+    fn a_rollout_on_past_depmans_own_limit_times_out() {
+        let timeout = Duration::from_secs(600);
+        let rollout = started();
+        let start = rollout.started_on;
+        let (on, left) = rollout
+            .clone()
+            .time_out(timeout, start + chrono::TimeDelta::seconds(100));
+        assert_eq!(
+            (on.state, left),
+            (RolloutState::Progressing, Some(Duration::from_secs(500)))
+        );
+        let (over, left) = rollout.time_out(timeout, start + chrono::TimeDelta::seconds(600));
+        assert_eq!(over.state, RolloutState::Failed);
+        assert_eq!(over.reason.as_deref(), Some("RolloutTimeout"));
+        assert!(over.message.unwrap().contains("10m"));
+        assert_eq!(left, None);
+        let (done, left) = Rollout {
+            state: RolloutState::Complete,
+            ..started()
+        }
+        .time_out(timeout, start + chrono::TimeDelta::seconds(6000));
+        assert_eq!((done.state, left), (RolloutState::Complete, None));
     }
 
     #[test]

@@ -37,6 +37,7 @@ impl Worker {
             max_attempts: settings.max_attempts,
             retry_backoff: settings.retry_backoff,
             thresholds: settings.thresholds(),
+            rollout_timeout: settings.rollout_timeout,
             metrics: deps.metrics.worker.clone(),
         };
         let pool_size = ctx.pool.options().get_max_connections();

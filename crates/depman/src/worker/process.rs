@@ -40,6 +40,8 @@ pub struct Context {
     pub retry_backoff: Duration,
     /// When a failing pod fails its rollout.
     pub thresholds: Thresholds,
+    /// How long a rollout is followed before it fails as `RolloutTimeout`.
+    pub rollout_timeout: Duration,
     pub metrics: WorkerMetrics,
 }
 

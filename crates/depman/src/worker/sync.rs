@@ -81,13 +81,15 @@ pub async fn sync(ctx: &Context, event: &SyncEvent) -> anyhow::Result<Synced> {
     let state = live_state(&live, failure);
     let updated =
         deployments::record_live(&ctx.pool, &event.namespace, &event.name, &state).await?;
+    let mut recheck = diagnosis.recheck;
     if updated {
-        follow_rollouts(ctx, &event.name, &live, failure).await?;
+        let timeout = follow_rollouts(ctx, &event.name, &live, failure).await?;
+        recheck = [recheck, timeout].into_iter().flatten().min();
     }
     if !updated {
         tracing::debug!(namespace = %event.namespace, name = %event.name, "labelled Deployment not taken: unknown to depman or older than the row");
     }
-    Ok(match (updated, diagnosis.recheck) {
+    Ok(match (updated, recheck) {
         (true, Some(wait)) => Synced::LookAgainIn(wait),
         (true, None) => Synced::Updated,
         (false, _) => Synced::Unchanged,
@@ -120,21 +122,26 @@ async fn diagnose(
 }
 
 /// Moves on the rollouts of the deployment still followed, from what the
-/// live object (and its pods' `failure`) says of them.
+/// live object (and its pods' `failure`) says of them, and ends those past
+/// `DEPMAN_ROLLOUT_TIMEOUT`; returns how long until the next would be.
 async fn follow_rollouts(
     ctx: &Context,
     identifier: &str,
     live: &Deployment,
     failure: Option<&Failure>,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Option<Duration>> {
     let now = chrono::Utc::now();
+    let mut next_timeout: Option<Duration> = None;
     for (id, Json(rollout)) in requests::progressing_rollouts(&ctx.pool, identifier).await? {
-        let next = rollout.follow(live, failure, now);
+        let (next, left) = rollout
+            .follow(live, failure, now)
+            .time_out(ctx.rollout_timeout, now);
         if next != rollout {
             requests::record_rollout(&ctx.pool, id, &next).await?;
         }
+        next_timeout = [next_timeout, left].into_iter().flatten().min();
     }
-    Ok(())
+    Ok(next_timeout)
 }
 
 /// The live state of a Deployment; `failure`, when its pods give one, makes

@@ -210,6 +210,22 @@ impl TestApp {
         max_attempts: u32,
         retry_backoff: std::time::Duration,
     ) -> usize {
+        self.start_worker_with_timeout(
+            kube,
+            max_attempts,
+            retry_backoff,
+            std::time::Duration::from_secs(600),
+        )
+    }
+
+    /// As `start_worker`, with `DEPMAN_ROLLOUT_TIMEOUT` at `rollout_timeout`.
+    pub fn start_worker_with_timeout(
+        &mut self,
+        kube: kube::Client,
+        max_attempts: u32,
+        retry_backoff: std::time::Duration,
+        rollout_timeout: std::time::Duration,
+    ) -> usize {
         // Three requests at once: a test may run three workers on its pool
         // of 20.
         let settings = WorkerSettings {
@@ -220,6 +236,7 @@ impl TestApp {
             image_pull_grace: TEST_THRESHOLDS.image_pull,
             crash_loop_restarts: TEST_THRESHOLDS.crash_restarts,
             unschedulable_grace: TEST_THRESHOLDS.unschedulable,
+            rollout_timeout,
         };
         let worker = depman::worker::Worker::build(&self.deps, kube, &settings);
         let stop = CancellationToken::new();
@@ -239,6 +256,7 @@ impl TestApp {
             max_attempts: 3,
             retry_backoff: std::time::Duration::from_millis(100),
             thresholds: TEST_THRESHOLDS,
+            rollout_timeout: std::time::Duration::from_secs(600),
             metrics: self.deps.metrics.worker.clone(),
         }
     }

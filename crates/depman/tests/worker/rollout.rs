@@ -327,3 +327,27 @@ async fn a_quota_that_allows_no_pod_fails_the_rollout_as_quota_exceeded() {
     app.finish().await;
     cluster.finish().await;
 }
+
+#[tokio::test]
+async fn a_rollout_still_on_at_depmans_own_limit_times_out() {
+    let cluster = Cluster::with_namespace().await;
+    let mut app = TestApp::spawn().await;
+    app.start_worker_with_timeout(
+        cluster.client.clone(),
+        8,
+        Duration::from_millis(200),
+        Duration::from_secs(5),
+    );
+    app.start_watcher(
+        cluster.client.clone(),
+        vec![cluster.namespace.clone()],
+        LEASE,
+    );
+    // Never ready, and the Deployment's own deadline far away: only
+    // depman's limit ends it.
+    let failed = rolled_out(&app, &cluster, "chaos.invalid/never-ready", json!({})).await;
+    assert_eq!(state(&failed), "FAILED", "{failed}");
+    assert_eq!(failed["rollout"]["reason"], "RolloutTimeout", "{failed}");
+    app.finish().await;
+    cluster.finish().await;
+}

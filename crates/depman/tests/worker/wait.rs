@@ -116,3 +116,30 @@ async fn two_hundred_waiters_on_one_process_are_all_woken() {
     app.finish().await;
     cluster.finish().await;
 }
+
+#[tokio::test]
+async fn a_wait_returns_when_the_rollout_fails() {
+    let cluster = Cluster::with_namespace().await;
+    let mut app = TestApp::spawn().await;
+    app.start_worker(cluster.client.clone(), 8, Duration::from_millis(200));
+    app.start_watcher(
+        cluster.client.clone(),
+        vec![cluster.namespace.clone()],
+        Duration::from_secs(4),
+    );
+    let mut body = deployment("web", &cluster.namespace);
+    body["image"] = json!("chaos.invalid/crash-loop");
+    let (_, created) = status_and_json(app.create("alice", &body).await).await;
+    let id = created["id"].as_str().unwrap().to_owned();
+    let (status, failed, waited) = get(&app, &id, "wait=55s").await;
+    assert_eq!(status, 200);
+    assert_eq!(failed["status"], "SUCCESS", "{failed}");
+    assert_eq!(failed["rollout"]["state"], "FAILED", "{failed}");
+    assert_eq!(failed["rollout"]["reason"], "CrashLoopBackOff", "{failed}");
+    assert!(
+        waited < Duration::from_secs(55),
+        "woken by the failure: {waited:?}"
+    );
+    app.finish().await;
+    cluster.finish().await;
+}
