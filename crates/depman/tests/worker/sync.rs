@@ -175,23 +175,30 @@ async fn a_quota_that_forbids_the_pods_makes_the_deployment_degraded() {
         json!({"spec": {"progressDeadlineSeconds": 3}}),
     )
     .await;
+    // The pods say it first (health_reason); the Deployment's own
+    // conditions follow.
+    let degraded_by_kubernetes = |d: &Value| {
+        let reasons: Vec<&str> = d["conditions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|c| c["reason"].as_str())
+            .collect();
+        d["health"] == "DEGRADED"
+            && reasons
+                .iter()
+                .any(|r| ["FailedCreate", "ProgressDeadlineExceeded"].contains(r))
+    };
     let row = app
-        .deployment_until("sam", "blocked", Duration::from_secs(60), |d| {
-            d["health"] == "DEGRADED"
-        })
+        .deployment_until(
+            "sam",
+            "blocked",
+            Duration::from_secs(60),
+            degraded_by_kubernetes,
+        )
         .await;
-    let reasons: Vec<&str> = row["conditions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|c| c["reason"].as_str())
-        .collect();
-    assert!(
-        reasons
-            .iter()
-            .any(|r| ["FailedCreate", "ProgressDeadlineExceeded"].contains(r)),
-        "{row}"
-    );
+    assert!(degraded_by_kubernetes(&row), "{row}");
+    assert_eq!(row["health_reason"], "QuotaExceeded", "{row}");
     assert_eq!(row["status"], "UPDATING");
     app.finish().await;
     cluster.finish().await;
