@@ -26,6 +26,9 @@ pub enum Change {
 #[derive(Debug, Clone)]
 pub struct Waiters {
     changes: broadcast::Sender<Change>,
+    /// Cancelled when the api stops: waiters answer at once, so that a
+    /// graceful stop does not wait out every wait.
+    stopped: CancellationToken,
 }
 
 impl Default for Waiters {
@@ -33,7 +36,10 @@ impl Default for Waiters {
         // A waiter that falls this far behind is told it lagged, and looks
         // again: nothing is lost, it only reads once more.
         let (changes, _) = broadcast::channel(1024);
-        Self { changes }
+        Self {
+            changes,
+            stopped: CancellationToken::new(),
+        }
     }
 }
 
@@ -47,6 +53,7 @@ impl Waiters {
     /// Listens until `stop` is cancelled, reconnecting after PostgreSQL
     /// outages.
     pub async fn run(self, pool: PgPool, stop: CancellationToken) {
+        let _stopped = self.stopped.clone().drop_guard();
         while !stop.is_cancelled() {
             match listen(&pool).await {
                 Ok(mut listener) => {
@@ -70,15 +77,39 @@ impl Waiters {
 
     async fn forward(&self, listener: &mut PgListener) -> sqlx::Error {
         loop {
-            match listener.recv().await {
-                Ok(notification) => {
+            // No receiver is no error: nobody waits right now.
+            match listener.try_recv().await {
+                Ok(Some(notification)) => {
                     if let Ok(id) = notification.payload().parse() {
-                        // No receiver is no error: nobody waits right now.
                         let _ = self.changes.send(Change::Request(id));
                     }
                 }
+                // The listener reconnected on its own: what was notified
+                // meanwhile is lost, so every waiter looks again.
+                Ok(None) => {
+                    let _ = self.changes.send(Change::Any);
+                }
                 Err(error) => return error,
             }
+        }
+    }
+
+    /// Whether the api is stopping.
+    pub fn stopping(&self) -> bool {
+        self.stopped.is_cancelled()
+    }
+
+    /// Waits until `changes` says `id` (or anything) may have changed, until
+    /// `deadline`, or until the api stops; false at the deadline.
+    pub async fn changed(
+        &self,
+        changes: &mut broadcast::Receiver<Change>,
+        id: Uuid,
+        deadline: tokio::time::Instant,
+    ) -> bool {
+        tokio::select! {
+            _ = self.stopped.cancelled() => true,
+            changed = changed(changes, id, deadline) => changed,
         }
     }
 }
@@ -91,7 +122,7 @@ async fn listen(pool: &PgPool) -> Result<PgListener, sqlx::Error> {
 
 /// Waits until `changes` says `id` (or anything) may have changed, or until
 /// `deadline`; false at the deadline.
-pub async fn changed(
+async fn changed(
     changes: &mut broadcast::Receiver<Change>,
     id: Uuid,
     deadline: tokio::time::Instant,

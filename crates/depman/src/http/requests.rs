@@ -35,7 +35,6 @@ use crate::{
         paging::{Cursor, Page},
         requests::{self, Filter, RequestRow},
     },
-    waiters,
 };
 
 /// A request as the API shows it.
@@ -195,10 +194,11 @@ pub async fn get(
             .await?
             .ok_or_else(|| ApiError::NotFound(format!("request {id} not found")))?;
         let done = wait.is_none_or(|(_, until)| until.reached(&request));
-        if done || tokio::time::Instant::now() >= deadline {
+        // A stopping api answers with the request as it is.
+        if done || tokio::time::Instant::now() >= deadline || state.waiters.stopping() {
             return Ok(Json(request.into()));
         }
-        waiters::changed(&mut changes, id, deadline).await;
+        state.waiters.changed(&mut changes, id, deadline).await;
     }
 }
 

@@ -370,6 +370,28 @@ pub async fn progressing_rollouts(
     .await
 }
 
+/// Ends every rollout of `identifier` still followed as `FAILED` with
+/// `reason` (its Deployment is gone).
+pub async fn end_rollouts(
+    db: impl PgExecutor<'_>,
+    identifier: &str,
+    reason: &str,
+    message: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE deployment_requests
+         SET rollout = rollout || jsonb_build_object(
+             'state', 'FAILED', 'reason', $2::text, 'message', $3::text, 'finished_on', clock_timestamp())
+         WHERE identifier = $1 AND rollout->>'state' = 'PROGRESSING'",
+    )
+    .bind(identifier)
+    .bind(reason)
+    .bind(message)
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
 /// Records where a followed rollout stands; one that ended meanwhile
 /// (superseded) is left as it is.
 pub async fn record_rollout(

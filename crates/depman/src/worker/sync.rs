@@ -21,13 +21,16 @@ use crate::{
         rollout,
         status::{DeploymentStatus, Health},
     },
-    kubernetes::{self, IDENTIFIER_LABEL, MANAGED_BY},
+    kubernetes::{self, IDENTIFIER_LABEL, MANAGED_BY, REQUEST_ANNOTATION},
     queue::SyncEvent,
     store::{
         deployments::{self, Condition, Live},
         requests,
     },
 };
+
+/// The longest a sync event is held back to be looked at again.
+const RECHECK_AT_MOST: Duration = Duration::from_secs(60);
 
 /// What the sync made of an event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,6 +64,15 @@ pub async fn sync(ctx: &Context, event: &SyncEvent) -> anyhow::Result<Synced> {
         .await
         .map_err(kubernetes::classify)?;
     let Some(live) = live else {
+        // A rollout cannot go on without its Deployment (deleted by hand, or
+        // with its namespace).
+        requests::end_rollouts(
+            &ctx.pool,
+            &event.name,
+            "DeploymentDeleted",
+            "the Deployment was deleted before its rollout ended",
+        )
+        .await?;
         let deleted = deployments::record_missing(&ctx.pool, &event.namespace, &event.name).await?;
         return Ok(if deleted {
             Synced::Deleted
@@ -75,7 +87,15 @@ pub async fn sync(ctx: &Context, event: &SyncEvent) -> anyhow::Result<Synced> {
     // A rollout that is not complete: do its pods say why?
     let diagnosis = match rollout::assess(&live).0 {
         DeploymentStatus::Created => Diagnosis::default(),
-        _ => diagnose(ctx, &event.namespace, &event.name, &live).await?,
+        // What the pods say is a bonus: without it (an API server that
+        // throttles, RBAC without pods), the Deployment's state is still
+        // recorded.
+        _ => diagnose(ctx, &event.namespace, &event.name, &live)
+            .await
+            .unwrap_or_else(|error| {
+                tracing::warn!(error = format!("{error:#}"), name = %event.name, "reading a rollout's pods failed");
+                Diagnosis::default()
+            }),
     };
     let failure = diagnosis.failure.as_ref();
     let state = live_state(&live, failure);
@@ -83,8 +103,13 @@ pub async fn sync(ctx: &Context, event: &SyncEvent) -> anyhow::Result<Synced> {
         deployments::record_live(&ctx.pool, &event.namespace, &event.name, &state).await?;
     let mut recheck = diagnosis.recheck;
     if updated {
+        // The event comes back for a timeout only when it is near: a
+        // message NAKed with a delay stays pending in JetStream until then.
+        // A rollout further from its timeout is timed out by a later event,
+        // at the latest by the watcher's resync.
         let timeout = follow_rollouts(ctx, &event.name, &live, failure).await?;
-        recheck = [recheck, timeout].into_iter().flatten().min();
+        let near = timeout.filter(|left| *left <= RECHECK_AT_MOST);
+        recheck = [recheck, near].into_iter().flatten().min();
     }
     if !updated {
         tracing::debug!(namespace = %event.namespace, name = %event.name, "labelled Deployment not taken: unknown to depman or older than the row");
@@ -132,10 +157,22 @@ async fn follow_rollouts(
 ) -> anyhow::Result<Option<Duration>> {
     let now = chrono::Utc::now();
     let mut next_timeout: Option<Duration> = None;
+    let applied_by = live
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(REQUEST_ANNOTATION));
     for (id, Json(rollout)) in requests::progressing_rollouts(&ctx.pool, identifier).await? {
-        let (next, left) = rollout
-            .follow(live, failure, now)
-            .time_out(ctx.rollout_timeout, now);
+        // The live spec is another request's (applied, not yet recorded):
+        // its state says nothing of this rollout, which that request's
+        // record will supersede.
+        let ours = applied_by.is_none_or(|applied| *applied == id.to_string());
+        let followed = if ours {
+            rollout.follow(live, failure, now)
+        } else {
+            rollout.clone()
+        };
+        let (next, left) = followed.time_out(ctx.rollout_timeout, now);
         if next != rollout {
             requests::record_rollout(&ctx.pool, id, &next).await?;
         }

@@ -126,12 +126,25 @@ pub async fn drop_database(database: &str) {
     let mut admin = PgConnection::connect(&environment("DATABASE_URL"))
         .await
         .expect("connect as admin");
-    sqlx::query(AssertSqlSafe(format!(
-        r#"DROP DATABASE "{database}" WITH (FORCE)"#
-    )))
-    .execute(&mut admin)
-    .await
-    .expect("drop the test database");
+    // `WITH (FORCE)` may not end a backend of another role, such as an
+    // autovacuum worker that just started on the database (42501): it is
+    // gone a moment later.
+    for attempt in 1.. {
+        let dropped = sqlx::query(AssertSqlSafe(format!(
+            r#"DROP DATABASE "{database}" WITH (FORCE)"#
+        )))
+        .execute(&mut admin)
+        .await;
+        match dropped {
+            Ok(_) => return,
+            Err(sqlx::Error::Database(error))
+                if error.code().as_deref() == Some("42501") && attempt < 50 =>
+            {
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            Err(error) => panic!("drop the test database: {error}"),
+        }
+    }
 }
 
 /// A port nothing listens on right now.

@@ -108,3 +108,15 @@ impl Cluster {
 pub fn deployment(name: &str, namespace: &str) -> serde_json::Value {
     json!({"name": name, "identifier": name, "namespace": namespace, "image": "nginx:1.27", "replicas": 1})
 }
+
+/// A depman with a worker and a watcher of the cluster's namespace.
+pub async fn stack(cluster: &Cluster) -> crate::helpers::TestApp {
+    let mut app = crate::helpers::TestApp::spawn().await;
+    app.start_worker(cluster.client.clone(), 8, Duration::from_millis(200));
+    app.start_watcher(
+        cluster.client.clone(),
+        vec![cluster.namespace.clone()],
+        Duration::from_secs(3),
+    );
+    app
+}

@@ -13,7 +13,7 @@ use kube::{
 use serde_json::{Value, json};
 
 use crate::{
-    cluster::{Cluster, deployment},
+    cluster::{Cluster, deployment, stack},
     helpers::{TestApp, status_and_json, unique},
 };
 
@@ -28,21 +28,10 @@ fn ended(request: &Value) -> bool {
     !matches!(state(request), "" | "PROGRESSING")
 }
 
-async fn started(cluster: &Cluster) -> TestApp {
-    let mut app = TestApp::spawn().await;
-    app.start_worker(cluster.client.clone(), 8, Duration::from_millis(200));
-    app.start_watcher(
-        cluster.client.clone(),
-        vec![cluster.namespace.clone()],
-        LEASE,
-    );
-    app
-}
-
 #[tokio::test]
 async fn a_good_image_rolls_out_complete_with_the_generation_it_produced() {
     let cluster = Cluster::with_namespace().await;
-    let app = started(&cluster).await;
+    let app = stack(&cluster).await;
     let mut body = deployment("web", &cluster.namespace);
     body["replicas"] = json!(2);
     let (_, created) = status_and_json(app.create("alice", &body).await).await;
@@ -80,7 +69,7 @@ async fn a_good_image_rolls_out_complete_with_the_generation_it_produced() {
 #[tokio::test]
 async fn an_update_applied_before_the_last_rollout_ended_supersedes_it() {
     let cluster = Cluster::with_namespace().await;
-    let app = started(&cluster).await;
+    let app = stack(&cluster).await;
     let mut body = deployment("web", &cluster.namespace);
     body["replicas"] = json!(3);
     let (_, created) = status_and_json(app.create("alice", &body).await).await;
@@ -140,7 +129,7 @@ async fn rolled_out(app: &TestApp, cluster: &Cluster, image: &str, extra: Value)
 #[tokio::test]
 async fn an_image_that_cannot_be_pulled_fails_with_the_kubelets_reason() {
     let cluster = Cluster::with_namespace().await;
-    let app = started(&cluster).await;
+    let app = stack(&cluster).await;
     let failed = rolled_out(
         &app,
         &cluster,
@@ -176,7 +165,7 @@ async fn an_image_that_cannot_be_pulled_fails_with_the_kubelets_reason() {
 #[tokio::test]
 async fn a_crash_loop_fails_at_its_second_restart() {
     let cluster = Cluster::with_namespace().await;
-    let app = started(&cluster).await;
+    let app = stack(&cluster).await;
     let failed = rolled_out(&app, &cluster, "chaos.invalid/crash-loop", json!({})).await;
     assert_eq!(state(&failed), "FAILED", "{failed}");
     assert_eq!(failed["rollout"]["reason"], "CrashLoopBackOff", "{failed}");
@@ -193,7 +182,7 @@ async fn a_crash_loop_fails_at_its_second_restart() {
 #[tokio::test]
 async fn a_pod_that_is_never_ready_fails_at_the_progress_deadline() {
     let cluster = Cluster::with_namespace().await;
-    let app = started(&cluster).await;
+    let app = stack(&cluster).await;
     let failed = rolled_out(
         &app,
         &cluster,
@@ -219,7 +208,7 @@ async fn a_pod_that_is_never_ready_fails_at_the_progress_deadline() {
 #[tokio::test]
 async fn a_pod_that_fits_no_node_fails_as_unschedulable() {
     let cluster = Cluster::with_namespace().await;
-    let app = started(&cluster).await;
+    let app = stack(&cluster).await;
     let failed = rolled_out(
         &app,
         &cluster,
@@ -236,7 +225,7 @@ async fn a_pod_that_fits_no_node_fails_as_unschedulable() {
 #[tokio::test]
 async fn a_bad_update_fails_while_the_old_pods_serve_and_a_good_one_completes_after_it() {
     let cluster = Cluster::with_namespace().await;
-    let app = started(&cluster).await;
+    let app = stack(&cluster).await;
     let good = rolled_out(&app, &cluster, "nginx:1.27", json!({"replicas": 2})).await;
     assert_eq!(state(&good), "COMPLETE", "{good}");
     let id = good["id"].as_str().unwrap();
@@ -303,7 +292,7 @@ async fn a_quota_that_allows_no_pod_fails_the_rollout_as_quota_exceeded() {
         )
         .await
         .expect("create the quota");
-    let app = started(&cluster).await;
+    let app = stack(&cluster).await;
     let failed = rolled_out(&app, &cluster, "nginx:1.27", json!({})).await;
     assert_eq!(
         failed["status"], "SUCCESS",
@@ -348,6 +337,28 @@ async fn a_rollout_still_on_at_depmans_own_limit_times_out() {
     let failed = rolled_out(&app, &cluster, "chaos.invalid/never-ready", json!({})).await;
     assert_eq!(state(&failed), "FAILED", "{failed}");
     assert_eq!(failed["rollout"]["reason"], "RolloutTimeout", "{failed}");
+    app.finish().await;
+    cluster.finish().await;
+}
+
+#[tokio::test]
+async fn a_rollout_whose_deployment_is_deleted_by_hand_fails() {
+    let cluster = Cluster::with_namespace().await;
+    let app = stack(&cluster).await;
+    let mut body = deployment("web", &cluster.namespace);
+    body["image"] = json!("chaos.invalid/never-ready");
+    let (_, created) = status_and_json(app.create("alice", &body).await).await;
+    let id = created["id"].as_str().unwrap();
+    app.request_until("alice", id, WITHIN, |r| state(r) == "PROGRESSING")
+        .await;
+    cluster
+        .deployments()
+        .delete("web", &kube::api::DeleteParams::default())
+        .await
+        .expect("delete the Deployment by hand");
+    let failed = app.request_until("alice", id, WITHIN, ended).await;
+    assert_eq!(state(&failed), "FAILED", "{failed}");
+    assert_eq!(failed["rollout"]["reason"], "DeploymentDeleted", "{failed}");
     app.finish().await;
     cluster.finish().await;
 }

@@ -11,22 +11,11 @@ use kube::{
 use serde_json::{Value, json};
 
 use crate::{
-    cluster::{Cluster, deployment},
+    cluster::{Cluster, deployment, stack},
     helpers::{TestApp, status_and_json},
 };
 
 const LEASE: Duration = Duration::from_secs(3);
-
-async fn stack(cluster: &Cluster) -> TestApp {
-    let mut app = TestApp::spawn().await;
-    app.start_worker(cluster.client.clone(), 8, Duration::from_millis(200));
-    app.start_watcher(
-        cluster.client.clone(),
-        vec![cluster.namespace.clone()],
-        LEASE,
-    );
-    app
-}
 
 async fn created(app: &TestApp, body: &Value) -> String {
     let (status, request) = status_and_json(app.create("sam", body).await).await;
