@@ -34,6 +34,7 @@ pub struct WaitQuery {
     pub wait: Option<String>,
     /// `applied`: until the request is SUCCESS or FAILURE; `rolled_out`
     /// (default): until, besides, the rollout it started has ended.
+    #[param(inline)]
     pub until: Option<Until>,
 }
 
