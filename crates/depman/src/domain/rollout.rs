@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::apps::v1::{Deployment, DeploymentCondition};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -88,16 +88,7 @@ impl Rollout {
         next.updated_replicas = status.updated_replicas.unwrap_or(0);
         next.ready_replicas = status.ready_replicas.unwrap_or(0);
         next.available_replicas = status.available_replicas.unwrap_or(0);
-        let desired = next.desired_replicas;
-        let complete = next.updated_replicas == desired
-            && next.available_replicas == desired
-            && status.replicas.unwrap_or(0) == desired;
-        let deadline = status.conditions.unwrap_or_default().into_iter().find(|c| {
-            c.type_.as_deref() == Some("Progressing")
-                && c.status.as_deref() == Some("False")
-                && c.reason.as_deref() == Some("ProgressDeadlineExceeded")
-        });
-        if complete {
+        if every_replica_updated_and_available(deployment) {
             next.state = RolloutState::Complete;
             next.finished_on = Some(now);
         } else if let Some(failure) = failure {
@@ -105,10 +96,10 @@ impl Rollout {
             next.reason = Some(failure.reason.clone());
             next.message = Some(failure.message.clone());
             next.finished_on = Some(now);
-        } else if let Some(condition) = deadline {
+        } else if let Some(condition) = deadline_exceeded(deployment) {
             next.state = RolloutState::Failed;
-            next.reason = condition.reason;
-            next.message = condition.message;
+            next.reason = condition.reason.clone();
+            next.message = condition.message.clone();
             next.finished_on = Some(now);
         }
         next
@@ -144,24 +135,43 @@ impl Rollout {
     }
 }
 
+/// Every desired replica is of the current template and available, and
+/// none of an older one is left: the rule of `kubectl rollout status`, once
+/// the generation is observed.
+fn every_replica_updated_and_available(deployment: &Deployment) -> bool {
+    let desired = deployment.spec.replicas.unwrap_or(1);
+    let status = deployment.status.clone().unwrap_or_default();
+    status.updated_replicas.unwrap_or(0) == desired
+        && status.available_replicas.unwrap_or(0) == desired
+        && status.replicas.unwrap_or(0) == desired
+}
+
+/// The Deployment's `Progressing=False` condition of reason
+/// `ProgressDeadlineExceeded`, if it reports one.
+pub fn deadline_exceeded(deployment: &Deployment) -> Option<&DeploymentCondition> {
+    deployment
+        .status
+        .as_ref()?
+        .conditions
+        .as_ref()?
+        .iter()
+        .find(|c| {
+            c.type_.as_deref() == Some("Progressing")
+                && c.status.as_deref() == Some("False")
+                && c.reason.as_deref() == Some("ProgressDeadlineExceeded")
+        })
+}
+
 /// Status and health of a Deployment that exists.
 pub fn assess(deployment: &Deployment) -> (DeploymentStatus, Health) {
-    let desired = deployment.spec.replicas.unwrap_or(1);
     let generation = deployment.metadata.generation.unwrap_or(0);
     let status = deployment.status.clone().unwrap_or_default();
     let observed = status.observed_generation.unwrap_or(0) >= generation;
-    let complete = observed
-        && status.updated_replicas.unwrap_or(0) == desired
-        && status.available_replicas.unwrap_or(0) == desired
-        && status.replicas.unwrap_or(0) == desired;
-    let conditions = status.conditions.unwrap_or_default();
-    let degraded = conditions.iter().any(|c| {
-        let is = |kind: &str, status: &str| {
-            c.type_.as_deref() == Some(kind) && c.status.as_deref() == Some(status)
-        };
-        (is("Progressing", "False") && c.reason.as_deref() == Some("ProgressDeadlineExceeded"))
-            || is("ReplicaFailure", "True")
+    let complete = observed && every_replica_updated_and_available(deployment);
+    let replica_failure = status.conditions.unwrap_or_default().iter().any(|c| {
+        c.type_.as_deref() == Some("ReplicaFailure") && c.status.as_deref() == Some("True")
     });
+    let degraded = deadline_exceeded(deployment).is_some() || replica_failure;
     let health = if degraded {
         Health::Degraded
     } else if complete {

@@ -84,8 +84,9 @@ pub async fn sync(ctx: &Context, event: &SyncEvent) -> anyhow::Result<Synced> {
     if labels.get(MANAGED_BY.0).map(String::as_str) != Some(MANAGED_BY.1) {
         return Ok(Synced::Unchanged);
     }
+    let assessed = rollout::assess(&live);
     // A rollout that is not complete: do its pods say why?
-    let diagnosis = match rollout::assess(&live).0 {
+    let diagnosis = match assessed.0 {
         DeploymentStatus::Created => Diagnosis::default(),
         // What the pods say is a bonus: without it (an API server that
         // throttles, RBAC without pods), the Deployment's state is still
@@ -98,7 +99,7 @@ pub async fn sync(ctx: &Context, event: &SyncEvent) -> anyhow::Result<Synced> {
             }),
     };
     let failure = diagnosis.failure.as_ref();
-    let state = live_state(&live, failure);
+    let state = live_state(&live, assessed, failure);
     let updated =
         deployments::record_live(&ctx.pool, &event.namespace, &event.name, &state).await?;
     let mut recheck = diagnosis.recheck;
@@ -181,20 +182,14 @@ async fn follow_rollouts(
     Ok(next_timeout)
 }
 
-/// The live state of a Deployment; `failure`, when its pods give one, makes
-/// it `DEGRADED` with that reason.
-fn live_state(deployment: &Deployment, failure: Option<&Failure>) -> Live {
-    let (status, health) = rollout::assess(deployment);
-    let deadline = deployment
-        .status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .and_then(|conditions| {
-            conditions.iter().find(|c| {
-                c.type_.as_deref() == Some("Progressing")
-                    && c.reason.as_deref() == Some("ProgressDeadlineExceeded")
-            })
-        });
+/// The live state of a Deployment, `assessed` by `rollout::assess`;
+/// `failure`, when its pods give one, makes it `DEGRADED` with that reason.
+fn live_state(
+    deployment: &Deployment,
+    (status, health): (DeploymentStatus, Health),
+    failure: Option<&Failure>,
+) -> Live {
+    let deadline = rollout::deadline_exceeded(deployment);
     let (health, health_reason, health_message) = match (failure, deadline) {
         (Some(failure), _) => (
             Health::Degraded,
