@@ -1,5 +1,6 @@
-//! The `api` role: serves the HTTP API, relays the outbox to JetStream and
-//! wakes the requests that wait for a change, until asked to stop.
+//! The `api` role: serves the HTTP API, relays the outbox to JetStream,
+//! wakes the requests that wait for a change and streams events, until
+//! asked to stop.
 
 use std::net::SocketAddr;
 
@@ -8,6 +9,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     dependencies::Dependencies,
+    feed::EventFeed,
     http::{self, AppState},
     relay::Relay,
     settings::ApiSettings,
@@ -30,6 +32,7 @@ impl Api {
             users: Default::default(),
             metrics: deps.metrics.clone(),
             waiters: Default::default(),
+            feed: EventFeed::new(deps.metrics.events.clone()),
         };
         let relay = Relay::new(
             deps.pool.clone(),
@@ -58,6 +61,12 @@ impl Api {
                 .clone()
                 .run(self.state.pool.clone(), stop.clone()),
         );
+        let feed = tokio::spawn(
+            self.state
+                .feed
+                .clone()
+                .run(self.state.pool.clone(), stop.clone()),
+        );
         let app = http::router(self.state);
         let stopped = stop.clone();
         axum::serve(self.listener, app)
@@ -66,6 +75,7 @@ impl Api {
         stop.cancel();
         relay.await?;
         waiters.await?;
+        feed.await?;
         tracing::info!("api stopped");
         Ok(())
     }

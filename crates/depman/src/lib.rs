@@ -8,6 +8,7 @@ pub mod db;
 pub mod dependencies;
 pub mod dlq;
 pub mod domain;
+pub mod feed;
 pub mod http;
 pub mod kubernetes;
 pub mod metrics;

@@ -21,6 +21,8 @@ pub struct Metrics {
     pub relay: RelayMetrics,
     pub worker: WorkerMetrics,
     pub watcher: WatcherMetrics,
+    pub events: EventMetrics,
+    pub webhooks: WebhookMetrics,
 }
 
 impl Default for Metrics {
@@ -30,12 +32,16 @@ impl Default for Metrics {
         let relay = RelayMetrics::register(&mut registry);
         let worker = WorkerMetrics::register(&mut registry);
         let watcher = WatcherMetrics::register(&mut registry);
+        let events = EventMetrics::register(&mut registry);
+        let webhooks = WebhookMetrics::register(&mut registry);
         Self {
             registry: Arc::new(registry),
             http,
             relay,
             worker,
             watcher,
+            events,
+            webhooks,
         }
     }
 }
@@ -272,5 +278,106 @@ impl WatcherMetrics {
             resync,
             leader,
         }
+    }
+}
+
+#[derive(Clone)]
+pub struct EventMetrics {
+    logged: Counter,
+    subscribers: Gauge,
+    streamed: Counter,
+    stream_lag: Histogram,
+}
+
+/// Counts a subscriber for as long as it is kept.
+pub struct Subscribed(Gauge);
+
+impl Drop for Subscribed {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+impl EventMetrics {
+    fn register(registry: &mut Registry) -> Self {
+        let logged = Counter::default();
+        registry.register(
+            "events_logged",
+            "Events written to the log, as this api process's feed read them",
+            logged.clone(),
+        );
+        let subscribers = Gauge::default();
+        registry.register(
+            "event_subscribers",
+            "Event streams open on this api process",
+            subscribers.clone(),
+        );
+        let streamed = Counter::default();
+        registry.register(
+            "events_streamed",
+            "Events sent to subscribers, all subscribers together",
+            streamed.clone(),
+        );
+        let stream_lag = seconds_histogram();
+        registry.register(
+            "event_stream_lag_seconds",
+            "Time from an event being written to its being sent to a subscriber",
+            stream_lag.clone(),
+        );
+        Self {
+            logged,
+            subscribers,
+            streamed,
+            stream_lag,
+        }
+    }
+
+    pub fn logged(&self, count: usize) {
+        self.logged.inc_by(count as u64);
+    }
+
+    pub fn subscribed(&self) -> Subscribed {
+        self.subscribers.inc();
+        Subscribed(self.subscribers.clone())
+    }
+
+    pub fn streamed(&self, occurred_on: chrono::DateTime<chrono::Utc>) {
+        self.streamed.inc();
+        let lag = chrono::Utc::now() - occurred_on;
+        self.stream_lag.observe(lag.as_seconds_f64().max(0.0));
+    }
+}
+
+#[derive(Clone)]
+pub struct WebhookMetrics {
+    deliveries: Family<SyncLabels, Counter>,
+    lag: Histogram,
+}
+
+impl WebhookMetrics {
+    fn register(registry: &mut Registry) -> Self {
+        let deliveries = Family::default();
+        registry.register(
+            "webhook_deliveries",
+            "Webhook delivery attempts, by outcome (delivered, failed, refused, abandoned)",
+            deliveries.clone(),
+        );
+        let lag = seconds_histogram();
+        registry.register(
+            "webhook_delivery_lag_seconds",
+            "Time from an event being written to its delivery being acknowledged",
+            lag.clone(),
+        );
+        Self { deliveries, lag }
+    }
+
+    pub fn attempted(&self, outcome: &'static str) {
+        self.deliveries.get_or_create(&SyncLabels { outcome }).inc();
+    }
+
+    pub fn delivered(&self, occurred_on: chrono::DateTime<chrono::Utc>) {
+        self.attempted("delivered");
+        let lag = chrono::Utc::now() - occurred_on;
+        self.lag.observe(lag.as_seconds_f64().max(0.0));
     }
 }

@@ -2,6 +2,7 @@
 //! everything past the HTTP edge takes these types.
 
 pub mod diagnosis;
+pub mod event;
 pub mod image;
 pub mod json;
 pub mod labels;

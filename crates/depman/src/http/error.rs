@@ -31,6 +31,12 @@ pub enum ApiError {
     MethodNotAllowed(String),
     #[error("{0}")]
     Conflict(String),
+    /// A cursor into what was pruned.
+    #[error("{0}")]
+    Gone(String),
+    /// A feature the server was not configured for.
+    #[error("{0}")]
+    NotConfigured(String),
     #[error("{dependency} is unavailable")]
     Unavailable {
         dependency: &'static str,
@@ -64,6 +70,8 @@ impl ApiError {
             Self::NotFound(_) => (StatusCode::NOT_FOUND, "not-found"),
             Self::MethodNotAllowed(_) => (StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed"),
             Self::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            Self::Gone(_) => (StatusCode::GONE, "cursor-expired"),
+            Self::NotConfigured(_) => (StatusCode::SERVICE_UNAVAILABLE, "not-configured"),
             Self::Unavailable { .. } | Self::NotReady(_) => {
                 (StatusCode::SERVICE_UNAVAILABLE, "dependency-unavailable")
             }

@@ -5,6 +5,7 @@
 pub mod body;
 pub mod deployments;
 pub mod error;
+pub mod events;
 pub mod extract;
 pub mod health;
 pub mod metrics;
@@ -36,6 +37,7 @@ pub const BODY_LIMIT: usize = 64 * 1024;
     tags(
         (name = "requests", description = "What users ask for: CREATE, UPDATE and DELETE requests"),
         (name = "deployments", description = "The deployments those requests manage, with their live state"),
+        (name = "events", description = "Everything that happened to the caller's requests and deployments: a log, a live stream and webhooks"),
         (name = "operations", description = "Liveness, readiness and metrics"),
     )
 )]
@@ -83,6 +85,7 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(requests::get, requests::update, requests::delete))
         .routes(routes!(deployments::list))
         .routes(routes!(deployments::get))
+        .routes(routes!(events::list))
         .routes(routes!(health::ping))
         .routes(routes!(health::ready))
         .routes(routes!(metrics::render))

@@ -2,7 +2,7 @@
 
 use sqlx::PgPool;
 
-use crate::{metrics::Metrics, store::users::Users, waiters::Waiters};
+use crate::{feed::EventFeed, metrics::Metrics, store::users::Users, waiters::Waiters};
 
 /// Cheap to clone: handles to shared pools and registries.
 #[derive(Clone)]
@@ -12,4 +12,5 @@ pub struct AppState {
     pub users: Users,
     pub metrics: Metrics,
     pub waiters: Waiters,
+    pub feed: EventFeed,
 }

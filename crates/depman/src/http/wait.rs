@@ -87,8 +87,12 @@ fn parse_wait(text: &str) -> Option<Duration> {
 }
 
 /// Middleware: a request that takes longer than [`LIMIT`] plus the wait it
-/// asked for is cut off with `503`.
+/// asked for is cut off with `503`. An event stream has no limit: it lasts
+/// as long as its client stays.
 pub async fn time_limit(request: Request, next: Next) -> Response {
+    if super::events::wants_stream(request.headers()) {
+        return next.run(request).await;
+    }
     let waited = request
         .uri()
         .query()

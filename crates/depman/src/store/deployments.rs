@@ -12,8 +12,9 @@ use crate::domain::{
     status::{DeploymentStatus, Health},
 };
 
-/// A row as the API reads it.
-#[derive(Debug, Clone, FromRow)]
+/// A row as the API reads it (also as an event keeps it: `to_jsonb` of the
+/// row).
+#[derive(Debug, Clone, FromRow, Deserialize)]
 pub struct DeploymentRow {
     pub id: Uuid,
     pub identifier: String,

@@ -3,6 +3,7 @@
 //! layer decides what they mean to a caller.
 
 pub mod deployments;
+pub mod events;
 pub mod outbox;
 pub mod paging;
 pub mod requests;

@@ -11,8 +11,8 @@ use crate::domain::{
     status::{RequestStatus, RequestType},
 };
 
-/// A request as stored.
-#[derive(Debug, Clone, FromRow)]
+/// A request as stored (also as an event keeps it: `to_jsonb` of the row).
+#[derive(Debug, Clone, FromRow, serde::Deserialize)]
 pub struct RequestRow {
     pub id: Uuid,
     /// The idempotency key it was made with (`X-Request-ID`).

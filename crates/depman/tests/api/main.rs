@@ -4,6 +4,7 @@ mod bad_input;
 mod changes;
 mod create;
 mod errors;
+mod events;
 #[path = "../support/mod.rs"]
 mod helpers;
 mod migrations;

@@ -552,3 +552,116 @@ pub async fn assert_problem(response: Response, status: u16, field: Option<&str>
     }
     body
 }
+
+/// One Server-Sent Events frame.
+#[derive(Debug, Clone)]
+pub struct SseFrame {
+    pub id: String,
+    pub event: String,
+    pub data: Value,
+}
+
+/// A client of `GET /api/v1/events` as a stream, reading frame by frame.
+pub struct EventStream {
+    response: Response,
+    buffer: String,
+}
+
+impl EventStream {
+    /// Opens the stream as `user`, with `query`, resuming after
+    /// `last_event_id` if given.
+    pub async fn open(app: &TestApp, user: &str, query: &str, last_event_id: Option<&str>) -> Self {
+        let mut request = app
+            .request(Method::GET, &format!("/api/v1/events?{query}"), user)
+            .header("Accept", "text/event-stream");
+        if let Some(id) = last_event_id {
+            request = request.header("Last-Event-ID", id);
+        }
+        let response = request.send().await.expect("GET /api/v1/events");
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.headers()["content-type"], "text/event-stream");
+        Self {
+            response,
+            buffer: String::new(),
+        }
+    }
+
+    /// The next event (comments skipped), or `None` if none comes `within`.
+    pub async fn next(&mut self, within: std::time::Duration) -> Option<SseFrame> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            while let Some(end) = self.buffer.find("\n\n") {
+                let block: String = self.buffer.drain(..end + 2).collect();
+                if let Some(frame) = parse_frame(&block) {
+                    return Some(frame);
+                }
+            }
+            let chunk = tokio::time::timeout_at(deadline, self.response.chunk())
+                .await
+                .ok()?
+                .expect("the stream reads")?;
+            self.buffer
+                .push_str(std::str::from_utf8(&chunk).expect("UTF-8"));
+        }
+    }
+
+    /// The next `count` events, each within `within`.
+    pub async fn take(&mut self, count: usize, within: std::time::Duration) -> Vec<SseFrame> {
+        let mut frames = Vec::new();
+        for _ in 0..count {
+            let frame = self.next(within).await;
+            frames.push(
+                frame.unwrap_or_else(|| panic!("event {} of {count} came", frames.len() + 1)),
+            );
+        }
+        frames
+    }
+}
+
+fn parse_frame(block: &str) -> Option<SseFrame> {
+    let (mut id, mut event, mut data) = (None, None, None);
+    for line in block.lines() {
+        if let Some(value) = line.strip_prefix("id: ") {
+            id = Some(value.to_owned());
+        } else if let Some(value) = line.strip_prefix("event: ") {
+            event = Some(value.to_owned());
+        } else if let Some(value) = line.strip_prefix("data: ") {
+            data = Some(serde_json::from_str(value).expect("data is JSON"));
+        }
+    }
+    Some(SseFrame {
+        id: id?,
+        event: event?,
+        data: data?,
+    })
+}
+
+/// Every event of `user` after `after` (matching `query`), read page by page
+/// from the JSON route; returns them and the cursor to go on from.
+pub async fn event_pages(
+    app: &TestApp,
+    user: &str,
+    query: &str,
+    mut after: Option<String>,
+) -> (Vec<Value>, Option<String>) {
+    let mut events = Vec::new();
+    loop {
+        let cursor = after
+            .as_deref()
+            .map(|c| format!("&after={c}"))
+            .unwrap_or_default();
+        let (status, page) = status_and_json(
+            app.get(user, &format!("/api/v1/events?limit=100&{query}{cursor}"))
+                .await,
+        )
+        .await;
+        assert_eq!(status, 200, "{page}");
+        let items = page["items"].as_array().expect("items").clone();
+        after = page["next_cursor"].as_str().map(str::to_owned);
+        let done = items.len() < 100;
+        events.extend(items);
+        if done {
+            return (events, after);
+        }
+    }
+}

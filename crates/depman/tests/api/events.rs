@@ -1,0 +1,268 @@
+//! The event log (contract: "Events"): every accepted request is an event
+//! written with it; readers never miss one nor see one out of order, even
+//! while transactions commit out of the order they began; streams resume
+//! exactly after `Last-Event-ID`; a user sees only their own.
+
+use std::{collections::HashSet, time::Duration};
+
+use serde_json::{Value, json};
+use sqlx::Connection;
+
+use crate::helpers::{
+    EventStream, TestApp, assert_problem, deployment, event_pages, status_and_json, unique,
+};
+
+async fn created(app: &TestApp, user: &str, name: &str) -> Value {
+    let (status, request) = status_and_json(app.create(user, &deployment(name)).await).await;
+    assert_eq!(status, 202, "{request}");
+    request
+}
+
+#[tokio::test]
+async fn an_accepted_request_is_an_event_that_shows_the_request_and_who_made_it() {
+    let app = TestApp::spawn().await;
+    let request = created(&app, "alice", "web").await;
+    let (events, next) = event_pages(&app, "alice", "", None).await;
+    assert_eq!(events.len(), 1, "{events:?}");
+    let event = &events[0];
+    assert_eq!(event["type"], "request.accepted");
+    assert_eq!(event["actor"], "alice");
+    assert_eq!(event["identifier"], request["identifier"]);
+    assert_eq!(event["request_id"], request["id"]);
+    assert_eq!(event["data"], request, "the request as the API shows it");
+    assert_eq!(next.as_deref(), event["id"].as_str());
+    // Nothing new: the cursor stays where it was.
+    let (more, again) = event_pages(&app, "alice", "", next.clone()).await;
+    assert!(more.is_empty());
+    assert_eq!(again, next);
+    app.finish().await;
+}
+
+/// The property the log exists for. Writers commit concurrently, and one
+/// transaction takes its position early but commits late (the case where a
+/// naive `WHERE id > $last` skips an event); a reader polling all along must
+/// see every event exactly once, in one order that never goes back.
+#[tokio::test]
+async fn concurrent_writers_never_make_a_reader_miss_or_repeat_an_event() {
+    let app = TestApp::spawn().await;
+    let user_id: uuid::Uuid = {
+        created(&app, "alice", "seed").await;
+        sqlx::query_scalar("SELECT id FROM users WHERE user_external_id = 'alice'")
+            .fetch_one(&app.pool)
+            .await
+            .unwrap()
+    };
+    let (_, start) = event_pages(&app, "alice", "", None).await;
+
+    // A transaction that writes its event first and commits last.
+    let url = helpers_url(&app);
+    let slow = tokio::spawn(async move {
+        let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
+        let mut tx = conn.begin().await.unwrap();
+        sqlx::query(
+            "SELECT record_event('deployment.changed', $1, 'slow', NULL, 'kubernetes',
+                 (SELECT to_jsonb(d) FROM deployments d LIMIT 1), '[]')",
+        )
+        .bind(user_id)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        tx.commit().await.unwrap();
+    });
+    let writers: Vec<_> = (0..8)
+        .map(|writer| {
+            let url = app.url("/api/v1/deployments/requests/create");
+            tokio::spawn(async move {
+                let client = reqwest::Client::new();
+                for n in 0..25 {
+                    let response = client
+                        .post(&url)
+                        .header("X-User-ID", "alice")
+                        .json(&deployment(&format!("w{writer}-{n}")))
+                        .send()
+                        .await
+                        .unwrap();
+                    assert_eq!(response.status(), 202);
+                }
+            })
+        })
+        .collect();
+    let expected = 8 * 25 + 1;
+    let mut seen = Vec::new();
+    let mut cursor = start;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while seen.len() < expected && tokio::time::Instant::now() < deadline {
+        let (events, next) = event_pages(&app, "alice", "", cursor.clone()).await;
+        seen.extend(events);
+        cursor = next;
+    }
+    for writer in writers {
+        writer.await.unwrap();
+    }
+    slow.await.unwrap();
+    // Anything more would be a repeat.
+    let (late, _) = event_pages(&app, "alice", "", cursor).await;
+    assert!(late.is_empty(), "events after the last: {late:?}");
+    let ids: Vec<&str> = seen.iter().map(|e| e["id"].as_str().unwrap()).collect();
+    let distinct: HashSet<&str> = ids.iter().copied().collect();
+    assert_eq!(ids.len(), expected, "every event, once");
+    assert_eq!(distinct.len(), expected, "no event twice");
+    assert!(
+        seen.iter().any(|e| e["identifier"] == "slow"),
+        "the late committer's event"
+    );
+    // The order never goes back: the same events read again in one go come
+    // in the order they were seen.
+    let (all, _) = event_pages(&app, "alice", "", None).await;
+    let again: Vec<&str> = all
+        .iter()
+        .skip(1)
+        .map(|e| e["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(again, ids);
+    app.finish().await;
+}
+
+fn helpers_url(app: &TestApp) -> String {
+    crate::helpers::url_with_database(&crate::helpers::environment("DATABASE_URL"), &app.database)
+}
+
+#[tokio::test]
+async fn a_stream_resumes_exactly_after_the_last_event_it_delivered() {
+    let app = TestApp::spawn().await;
+    let mut stream = EventStream::open(&app, "alice", "", None).await;
+    for name in ["a", "b", "c"] {
+        created(&app, "alice", name).await;
+    }
+    let first = stream.take(2, Duration::from_secs(5)).await;
+    assert_eq!(first[0].event, "request.accepted");
+    assert_eq!(first[0].data["type"], "request.accepted");
+    assert_eq!(first[0].data["id"], first[0].id.as_str());
+    assert_eq!(first[0].data["data"]["name"], "a");
+    assert_eq!(first[1].data["data"]["name"], "b");
+    drop(stream);
+    // Missed while disconnected.
+    for name in ["d", "e"] {
+        created(&app, "alice", name).await;
+    }
+    let mut resumed = EventStream::open(&app, "alice", "", Some(&first[1].id)).await;
+    let names: Vec<Value> = resumed
+        .take(3, Duration::from_secs(5))
+        .await
+        .into_iter()
+        .map(|frame| frame.data["data"]["name"].clone())
+        .collect();
+    assert_eq!(names, [json!("c"), json!("d"), json!("e")]);
+    // And then live.
+    created(&app, "alice", "f").await;
+    let live = resumed.next(Duration::from_secs(5)).await.expect("live");
+    assert_eq!(live.data["data"]["name"], "f");
+    assert!(
+        resumed.next(Duration::from_millis(500)).await.is_none(),
+        "nothing twice"
+    );
+    // `after` in the query resumes the same way.
+    let mut by_query =
+        EventStream::open(&app, "alice", &format!("after={}", first[1].id), None).await;
+    let frame = by_query
+        .next(Duration::from_secs(5))
+        .await
+        .expect("an event");
+    assert_eq!(frame.data["data"]["name"], "c");
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn a_user_sees_only_their_own_events_and_filters_narrow_them() {
+    let app = TestApp::spawn().await;
+    let mut bobs_stream = EventStream::open(&app, "bob", "", None).await;
+    let web = created(&app, "alice", "web").await;
+    created(&app, "alice", "api").await;
+    let bobs = created(&app, "bob", "db").await;
+    let frame = bobs_stream
+        .next(Duration::from_secs(5))
+        .await
+        .expect("bob's event");
+    assert_eq!(frame.data["identifier"], bobs["identifier"]);
+    assert!(bobs_stream.next(Duration::from_millis(500)).await.is_none());
+
+    let (alices, _) = event_pages(&app, "alice", "", None).await;
+    assert_eq!(alices.len(), 2);
+    assert!(alices.iter().all(|e| e["actor"] == "alice"));
+
+    let identifier = web["identifier"].as_str().unwrap();
+    let (only_web, _) = event_pages(&app, "alice", &format!("identifier={identifier}"), None).await;
+    assert_eq!(only_web.len(), 1);
+    assert_eq!(only_web[0]["identifier"], identifier);
+
+    let (by_type, _) = event_pages(
+        &app,
+        "alice",
+        "type=request.failed&type=request.accepted",
+        None,
+    )
+    .await;
+    assert_eq!(by_type.len(), 2);
+    let (none, _) = event_pages(&app, "alice", "type=rollout.failed", None).await;
+    assert!(none.is_empty());
+    // Bob cannot read Alice's deployment's events by naming it.
+    let (stolen, _) = event_pages(&app, "bob", &format!("identifier={identifier}"), None).await;
+    assert!(stolen.is_empty());
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn a_cursor_into_pruned_events_is_gone_and_bad_parameters_are_named() {
+    let app = TestApp::spawn().await;
+    created(&app, "alice", "old").await;
+    let (old, _) = event_pages(&app, "alice", "", None).await;
+    created(&app, "alice", "new").await;
+    let (both, _) = event_pages(&app, "alice", "", None).await;
+    // The first event is eight days old: a week's retention prunes it.
+    sqlx::query(
+        "UPDATE events SET occurred_on = now() - interval '8 days' WHERE data->>'name' = 'old'",
+    )
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    let pruned = depman::store::events::prune(&app.pool, Duration::from_secs(7 * 86400), 100)
+        .await
+        .unwrap();
+    assert_eq!(pruned, 1);
+    // Resuming after the pruned event misses nothing: fine.
+    let cursor = old[0]["id"].as_str().unwrap();
+    let (rest, _) = event_pages(&app, "alice", "", Some(cursor.to_owned())).await;
+    assert_eq!(rest.len(), 1);
+    // From before it: gone, for the page and the stream alike.
+    let start = depman::store::events::Position::START.encode();
+    let page = app
+        .get("alice", &format!("/api/v1/events?after={start}"))
+        .await;
+    let problem = assert_problem(page, 410, None).await;
+    assert_eq!(problem["code"], "cursor-expired");
+    let stream = app
+        .request(reqwest::Method::GET, "/api/v1/events", "alice")
+        .header("Accept", "text/event-stream")
+        .header("Last-Event-ID", &start)
+        .send()
+        .await
+        .unwrap();
+    assert_problem(stream, 410, None).await;
+    assert_eq!(both.len(), 2);
+
+    for (query, field) in [
+        ("type=nope", "type"),
+        ("after=nope", "after"),
+        ("limit=0", "limit"),
+        ("identifier=Not_A_Label", "identifier"),
+        (&*format!("{}=1", unique("x")), ""),
+    ] {
+        let response = app.get("alice", &format!("/api/v1/events?{query}")).await;
+        let problem = assert_problem(response, 422, None).await;
+        if !field.is_empty() {
+            assert_eq!(problem["errors"][0]["field"], field, "{query}");
+        }
+    }
+    app.finish().await;
+}
