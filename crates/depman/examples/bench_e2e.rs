@@ -42,6 +42,7 @@ fn body(name: &str, namespace: &str) -> Value {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    depman::dependencies::install_crypto_provider();
     let count = setting("BENCH_COUNT", 500);
     let concurrency = setting("BENCH_CONCURRENCY", 16);
     let rate = setting("BENCH_RATE", 20);

@@ -52,6 +52,7 @@ type Shown = Arc<Mutex<HashMap<String, Instant>>>;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    depman::dependencies::install_crypto_provider();
     let count: usize = std::env::var("BENCH_COUNT")
         .ok()
         .and_then(|v| v.parse().ok())

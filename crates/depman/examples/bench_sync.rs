@@ -79,6 +79,7 @@ fn rss_mib(child: &Child) -> f64 {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    depman::dependencies::install_crypto_provider();
     let count = setting("BENCH_SYNC_COUNT", 5000);
     let churn = setting("BENCH_SYNC_CHURN", 1000).min(count / 2);
     let samples = setting("BENCH_SYNC_SAMPLES", 40);

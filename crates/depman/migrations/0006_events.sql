@@ -32,7 +32,8 @@ CREATE INDEX events_user_position ON events (user_id, xid, seq);
 -- The newest position pruned: a cursor before it may have missed events,
 -- and is answered 410.
 CREATE TABLE events_pruned (
-    only_row boolean PRIMARY KEY DEFAULT true CHECK (only_row),
+    -- Always true: the table holds one row.
+    only_row boolean PRIMARY KEY DEFAULT true,
     xid      xid8    NOT NULL,
     seq      bigint  NOT NULL
 );
@@ -65,7 +66,14 @@ BEGIN
         -- Put back in the queue (depman dlq replay): accepted again.
         kind := 'request.accepted';
     ELSIF after_state IS DISTINCT FROM before_state AND before_state = 'PROGRESSING' THEN
-        kind := 'rollout.' || lower(after_state);
+        kind := CASE after_state
+            WHEN 'COMPLETE' THEN 'rollout.completed'
+            WHEN 'FAILED' THEN 'rollout.failed'
+            WHEN 'SUPERSEDED' THEN 'rollout.superseded'
+        END;
+        IF kind IS NULL THEN
+            RETURN NULL;
+        END IF;
     ELSIF after_state = 'PROGRESSING' AND before_state = 'PROGRESSING' AND (
             OLD.rollout->'desired_replicas', OLD.rollout->'updated_replicas',
             OLD.rollout->'ready_replicas', OLD.rollout->'available_replicas')
@@ -94,12 +102,14 @@ DECLARE
     diff jsonb;
 BEGIN
     IF NEW.status = 'DELETED' AND OLD.status <> 'DELETED' THEN
-        -- A DELETE request finished in this very transaction made it so;
-        -- otherwise it went from the cluster.
+        -- A DELETE request made it so: one finished in this very
+        -- transaction, or one still waiting (the worker deleted the object,
+        -- and the sync saw it gone before the request was recorded).
+        -- Otherwise it went from the cluster.
         SELECT id, owner_name(user_id) AS actor INTO deleter
         FROM deployment_requests
         WHERE identifier = NEW.identifier AND request_type = 'DELETE'
-          AND status = 'SUCCESS' AND updated_on >= now()
+          AND (status = 'CREATED' OR (status = 'SUCCESS' AND updated_on >= now()))
         ORDER BY sequence DESC LIMIT 1;
         PERFORM record_event('deployment.deleted', NEW.user_id, NEW.identifier, deleter.id,
                              coalesce(deleter.actor, 'kubernetes'), to_jsonb(NEW), NULL);
@@ -177,7 +187,7 @@ CREATE TABLE webhooks (
     disabled_on   timestamptz,
     disabled_reason text,
     -- Held by the worker delivering it; another takes it over when it lapses.
-    leased_until  timestamptz NOT NULL DEFAULT '-infinity',
+    leased_until  timestamptz NOT NULL DEFAULT 'epoch',
     created_on    timestamptz NOT NULL DEFAULT clock_timestamp()
 );
 

@@ -13,6 +13,7 @@ use crate::{
     http::{self, AppState},
     relay::Relay,
     settings::ApiSettings,
+    webhooks::destination::Allowed,
 };
 
 /// The API, bound and ready to serve. Binding happens in `build`, so that a
@@ -33,6 +34,8 @@ impl Api {
             metrics: deps.metrics.clone(),
             waiters: Default::default(),
             feed: EventFeed::new(deps.metrics.events.clone()),
+            webhook_key: deps.webhooks.webhook_key.clone(),
+            webhook_hosts: Allowed::new(&deps.webhooks.webhook_allowed_hosts),
         };
         let relay = Relay::new(
             deps.pool.clone(),

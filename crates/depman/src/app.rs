@@ -37,7 +37,7 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
             operations,
         } => {
             let deps = Dependencies::connect(&common).await?;
-            let role = Worker::build(&deps, kubernetes::client().await?, &worker);
+            let role = Worker::build(&deps, kubernetes::client().await?, &worker)?;
             with_operations(&deps, &operations, stop, |stop| role.run(stop)).await
         }
         Command::Watcher {
@@ -103,7 +103,7 @@ async fn run_all(
     let deps = Dependencies::connect(common).await?;
     let kube = kubernetes::client().await?;
     let api = Api::build(&deps, api).await?;
-    let worker = Worker::build(&deps, kube.clone(), worker);
+    let worker = Worker::build(&deps, kube.clone(), worker)?;
     let watcher = Watcher::build(&deps, kube, watcher);
     // One role stopping on an error stops the others.
     let (api, worker, watcher) = tokio::join!(

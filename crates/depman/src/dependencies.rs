@@ -1,12 +1,17 @@
 //! The connections every role of one process shares: PostgreSQL, NATS and
-//! its JetStream names, and the metrics registry.
+//! its JetStream names, the metrics registry, and the webhook settings.
 
 use std::time::Duration;
 
 use async_nats::jetstream;
 use sqlx::PgPool;
 
-use crate::{db, metrics::Metrics, queue::Names, settings::CommonSettings};
+use crate::{
+    db,
+    metrics::Metrics,
+    queue::Names,
+    settings::{CommonSettings, WebhookSettings},
+};
 
 #[derive(Clone)]
 pub struct Dependencies {
@@ -15,6 +20,7 @@ pub struct Dependencies {
     pub js: jetstream::Context,
     pub names: Names,
     pub metrics: Metrics,
+    pub webhooks: WebhookSettings,
 }
 
 impl Dependencies {
@@ -22,6 +28,7 @@ impl Dependencies {
     /// NATS is down, and catches up when they are back. Applies pending
     /// migrations first.
     pub async fn connect(settings: &CommonSettings) -> anyhow::Result<Self> {
+        install_crypto_provider();
         let pool = db::pool(&settings.database)?;
         db::migrate(&pool, Duration::from_secs(60)).await?;
         let nats = async_nats::ConnectOptions::new()
@@ -36,6 +43,14 @@ impl Dependencies {
             js,
             names: Names::new(&settings.nats.prefix),
             metrics: Metrics::default(),
+            webhooks: settings.webhooks.clone(),
         })
     }
+}
+
+/// Makes ring rustls's provider for the whole process. The webhook client
+/// chooses its own, but any other HTTPS client (reqwest built without a
+/// provider of its own, as depman builds it) needs a default. Idempotent.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
 }

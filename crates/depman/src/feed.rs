@@ -231,14 +231,18 @@ impl Subscriber {
     }
 }
 
-async fn listen(pool: &PgPool) -> Result<PgListener, sqlx::Error> {
+/// A listener for the `depman_event` notification.
+pub async fn listen(pool: &PgPool) -> Result<PgListener, sqlx::Error> {
     let mut listener = PgListener::connect_with(pool).await?;
     listener.listen(CHANNEL).await?;
     Ok(listener)
 }
 
 /// Waits for a notification, or `wait`; without a listener, just `wait`.
-async fn notified(listener: Option<&mut PgListener>, wait: Duration) -> Result<(), sqlx::Error> {
+pub async fn notified(
+    listener: Option<&mut PgListener>,
+    wait: Duration,
+) -> Result<(), sqlx::Error> {
     let Some(listener) = listener else {
         tokio::time::sleep(wait).await;
         return Ok(());

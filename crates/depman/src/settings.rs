@@ -96,6 +96,30 @@ pub struct CommonSettings {
     pub database: DatabaseSettings,
     #[command(flatten)]
     pub nats: NatsSettings,
+    #[command(flatten)]
+    pub webhooks: WebhookSettings,
+}
+
+/// What the api (registering webhooks) and the worker (delivering them)
+/// share.
+#[derive(Debug, Clone, Default, Args)]
+pub struct WebhookSettings {
+    /// Key that encrypts webhook signing secrets in the database: 32 bytes
+    /// in base64 (`openssl rand -base64 32`). Without it, webhooks cannot be
+    /// created, and none are delivered.
+    #[arg(long, env = "DEPMAN_WEBHOOK_KEY", hide_env_values = true)]
+    pub webhook_key: Option<crate::webhooks::secret::SecretKey>,
+
+    /// Comma-separated hosts (names or addresses, as written in the URL) a
+    /// webhook may reach although they resolve to a loopback, private or
+    /// link-local address.
+    #[arg(
+        long,
+        env = "DEPMAN_WEBHOOK_ALLOWED_HOSTS",
+        value_delimiter = ',',
+        default_value = ""
+    )]
+    pub webhook_allowed_hosts: Vec<String>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -182,6 +206,15 @@ pub struct WorkerSettings {
     /// (beyond the Deployment's own progress deadline).
     #[arg(long, env = "DEPMAN_ROLLOUT_TIMEOUT", default_value = "30m", value_parser = humantime::parse_duration)]
     pub rollout_timeout: Duration,
+
+    /// How long a webhook's deliveries are retried without a success before
+    /// it is disabled.
+    #[arg(long, env = "DEPMAN_WEBHOOK_RETRY_FOR", default_value = "24h", value_parser = humantime::parse_duration)]
+    pub webhook_retry_for: Duration,
+
+    /// How long events are kept; older ones are pruned.
+    #[arg(long, env = "DEPMAN_EVENT_RETENTION", default_value = "7d", value_parser = humantime::parse_duration)]
+    pub event_retention: Duration,
 }
 
 impl WorkerSettings {

@@ -146,6 +146,7 @@ async fn the_api_logs_request_ids_and_stops_cleanly_on_sigterm() {
         .spawn()
         .expect("depman api starts");
 
+    depman::dependencies::install_crypto_provider();
     let client = reqwest::Client::new();
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {

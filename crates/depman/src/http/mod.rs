@@ -14,6 +14,7 @@ pub mod requests;
 pub mod state;
 pub mod trace;
 pub mod wait;
+pub mod webhooks;
 
 use axum::{Router, extract::DefaultBodyLimit, middleware};
 use utoipa::OpenApi;
@@ -86,6 +87,9 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(deployments::list))
         .routes(routes!(deployments::get))
         .routes(routes!(events::list))
+        .routes(routes!(webhooks::create, webhooks::list))
+        .routes(routes!(webhooks::get, webhooks::delete))
+        .routes(routes!(webhooks::deliveries))
         .routes(routes!(health::ping))
         .routes(routes!(health::ready))
         .routes(routes!(metrics::render))

@@ -2,7 +2,13 @@
 
 use sqlx::PgPool;
 
-use crate::{feed::EventFeed, metrics::Metrics, store::users::Users, waiters::Waiters};
+use crate::{
+    feed::EventFeed,
+    metrics::Metrics,
+    store::users::Users,
+    waiters::Waiters,
+    webhooks::{destination::Allowed, secret::SecretKey},
+};
 
 /// Cheap to clone: handles to shared pools and registries.
 #[derive(Clone)]
@@ -13,4 +19,7 @@ pub struct AppState {
     pub metrics: Metrics,
     pub waiters: Waiters,
     pub feed: EventFeed,
+    /// Seals webhook secrets; without it webhooks are off.
+    pub webhook_key: Option<SecretKey>,
+    pub webhook_hosts: Allowed,
 }

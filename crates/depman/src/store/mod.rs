@@ -8,3 +8,4 @@ pub mod outbox;
 pub mod paging;
 pub mod requests;
 pub mod users;
+pub mod webhooks;

@@ -1,6 +1,6 @@
 //! The `worker` role: takes request messages and sync events from the
 //! shared durable consumers and handles them, many at once, acknowledging
-//! each only once it is handled.
+//! each only once it is handled; delivers webhooks and prunes old events.
 
 mod consume;
 pub mod decision;
@@ -16,7 +16,9 @@ use tracing::Instrument;
 use crate::{
     dependencies::Dependencies,
     queue::{Feed, RequestMessage},
+    retention,
     settings::WorkerSettings,
+    webhooks::delivery::Deliveries,
 };
 use consume::Consume;
 pub use process::{Context, Next};
@@ -25,10 +27,16 @@ pub struct Worker {
     ctx: Context,
     concurrency: usize,
     shutdown_timeout: Duration,
+    deliveries: Deliveries,
+    event_retention: Duration,
 }
 
 impl Worker {
-    pub fn build(deps: &Dependencies, kube: kube::Client, settings: &WorkerSettings) -> Self {
+    pub fn build(
+        deps: &Dependencies,
+        kube: kube::Client,
+        settings: &WorkerSettings,
+    ) -> anyhow::Result<Self> {
         let ctx = Context {
             pool: deps.pool.clone(),
             kube,
@@ -50,17 +58,33 @@ impl Worker {
                 "worker concurrency capped at half the database pool"
             );
         }
-        Self {
+        let deliveries = Deliveries::new(
+            deps.pool.clone(),
+            &deps.webhooks,
+            settings.retry_backoff,
+            settings.webhook_retry_for,
+            deps.metrics.webhooks.clone(),
+        )?;
+        Ok(Self {
             ctx,
             concurrency: concurrency as usize,
             shutdown_timeout: settings.shutdown_timeout,
-        }
+            deliveries,
+            event_retention: settings.event_retention,
+        })
     }
 
-    /// Consumes requests and sync events until `stop` is cancelled: then
-    /// stops fetching, gives the messages in flight `shutdown_timeout` to
-    /// finish, and leaves the rest to be redelivered.
+    /// Consumes requests and sync events, delivers webhooks and prunes old
+    /// events until `stop` is cancelled: then stops fetching, gives the
+    /// messages in flight `shutdown_timeout` to finish, and leaves the rest
+    /// to be redelivered.
     pub async fn run(self, stop: CancellationToken) -> anyhow::Result<()> {
+        let deliveries = tokio::spawn(self.deliveries.clone().run(stop.clone()));
+        let pruning = tokio::spawn(retention::run(
+            self.ctx.pool.clone(),
+            self.event_retention,
+            stop.clone(),
+        ));
         let sync_ctx = self.ctx.clone();
         let sync = tokio::spawn(self.consume(Feed::Sync).run(stop.clone(), move |message| {
             sync::settle(sync_ctx.clone(), message)
@@ -71,6 +95,8 @@ impl Worker {
             .run(stop, move |message| settle(ctx.clone(), message))
             .await;
         sync.await??;
+        deliveries.await?;
+        pruning.await?;
         tracing::info!("worker stopped");
         requests
     }

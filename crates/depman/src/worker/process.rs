@@ -12,7 +12,6 @@ use std::time::{Duration, Instant};
 
 use async_nats::jetstream;
 use kube::Client;
-use rand::Rng;
 use sqlx::{PgConnection, PgPool};
 
 use chrono::Utc;
@@ -230,14 +229,10 @@ async fn send_dead_letter(ctx: &Context, request: &Waiting, reason: &str) -> any
     Ok(())
 }
 
-/// `base` doubled for each attempt so far, up to a minute, with ±25% jitter
-/// so that requests failing together do not retry together.
+/// `base` doubled for each attempt so far, up to a minute, with jitter so
+/// that requests failing together do not retry together.
 pub fn backoff(base: Duration, attempts: i32) -> Duration {
-    let exponent = attempts.saturating_sub(1).clamp(0, 16) as u32;
-    let delay = base
-        .saturating_mul(2u32.saturating_pow(exponent))
-        .min(Duration::from_secs(60));
-    delay.mul_f64(rand::rng().random_range(0.75..1.25))
+    crate::backoff::jittered(base, attempts, Duration::from_secs(60))
 }
 
 #[cfg(test)]

@@ -13,3 +13,4 @@ mod outage;
 mod ownership;
 mod reads;
 mod schema;
+mod webhooks;

@@ -13,7 +13,7 @@ use depman::{
     queue::RequestMessage,
     settings::{
         ApiSettings, CommonSettings, DatabaseSettings, NatsSettings, Secret, WatcherSettings,
-        WorkerSettings,
+        WebhookSettings, WorkerSettings,
     },
 };
 use reqwest::{Method, RequestBuilder, Response};
@@ -38,6 +38,9 @@ pub struct TestApp {
     stop: CancellationToken,
     served: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
+
+/// The key test apps seal webhook secrets with.
+pub const TEST_WEBHOOK_KEY: &str = "dGVzdC1rZXktb2YtMzItYnl0ZXMtZm9yLXRlc3RzISE=";
 
 /// Short graces, so that tests see a failing rollout fail within seconds;
 /// the defaults are in the README.
@@ -190,6 +193,10 @@ impl TestApp {
                 nats_url: nats_url.to_owned(),
                 prefix: unique("test"),
             },
+            webhooks: WebhookSettings {
+                webhook_key: Some(TEST_WEBHOOK_KEY.parse().expect("a key")),
+                webhook_allowed_hosts: vec!["127.0.0.1".into()],
+            },
         };
         let settings = ApiSettings {
             http_addr: "127.0.0.1:0".parse().expect("an address"),
@@ -250,12 +257,36 @@ impl TestApp {
             crash_loop_restarts: TEST_THRESHOLDS.crash_restarts,
             unschedulable_grace: TEST_THRESHOLDS.unschedulable,
             rollout_timeout,
+            webhook_retry_for: std::time::Duration::from_secs(24 * 3600),
+            event_retention: std::time::Duration::from_secs(7 * 24 * 3600),
         };
-        let worker = depman::worker::Worker::build(&self.deps, kube, &settings);
+        let worker =
+            depman::worker::Worker::build(&self.deps, kube, &settings).expect("a worker builds");
         let stop = CancellationToken::new();
         self.workers
             .push((stop.clone(), tokio::spawn(worker.run(stop))));
         self.workers.len() - 1
+    }
+
+    /// A `depman worker` process on this app's database and prefix, with
+    /// `env` besides; the test kills it (SIGKILL) or stops it.
+    pub fn worker_process(&self, env: &[(&str, &str)]) -> std::process::Child {
+        std::process::Command::new(env!("CARGO_BIN_EXE_depman"))
+            .arg("worker")
+            .env(
+                "DATABASE_URL",
+                url_with_database(&environment("DATABASE_URL"), &self.database),
+            )
+            .env("DEPMAN_PREFIX", self.deps.names.prefix())
+            .env("DEPMAN_RETRY_BACKOFF", "200ms")
+            .env("DEPMAN_METRICS_ADDR", "127.0.0.1:0")
+            .env("DEPMAN_WEBHOOK_KEY", TEST_WEBHOOK_KEY)
+            .env("DEPMAN_WEBHOOK_ALLOWED_HOSTS", "127.0.0.1")
+            .env("RUST_LOG", "warn")
+            .envs(env.iter().copied())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("depman worker starts")
     }
 
     /// What a worker of this app carries out requests with, for tests that
@@ -663,5 +694,24 @@ pub async fn event_pages(
         if done {
             return (events, after);
         }
+    }
+}
+
+/// The events of `user` (matching `query`) once there are at least
+/// `count`: an event is readable once every transaction older than its own
+/// has ended, a few milliseconds after its commit.
+pub async fn events_eventually(app: &TestApp, user: &str, query: &str, count: usize) -> Vec<Value> {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let (events, _) = event_pages(app, user, query, None).await;
+        if events.len() >= count {
+            return events;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{} of {count} events: {events:?}",
+            events.len()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }

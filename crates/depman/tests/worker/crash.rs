@@ -1,31 +1,12 @@
 //! A worker killed outright (SIGKILL) with 200 requests in flight, then
 //! started again: every request ends, and the cluster matches.
 
-use std::{
-    process::{Child, Command, Stdio},
-    time::Duration,
-};
+use std::time::Duration;
 
 use crate::{
     cluster::{Cluster, deployment},
-    helpers::{TestApp, environment, status_and_json, url_with_database},
+    helpers::{TestApp, status_and_json},
 };
-
-fn worker_process(app: &TestApp) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_depman"))
-        .arg("worker")
-        .env(
-            "DATABASE_URL",
-            url_with_database(&environment("DATABASE_URL"), &app.database),
-        )
-        .env("DEPMAN_PREFIX", app.deps.names.prefix())
-        .env("DEPMAN_RETRY_BACKOFF", "200ms")
-        .env("DEPMAN_METRICS_ADDR", "127.0.0.1:0")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("depman worker starts")
-}
 
 async fn count(app: &TestApp, status: &str) -> i64 {
     sqlx::query_scalar("SELECT count(*) FROM deployment_requests WHERE status = $1")
@@ -39,7 +20,7 @@ async fn count(app: &TestApp, status: &str) -> i64 {
 async fn a_killed_worker_loses_nothing() {
     let cluster = Cluster::with_namespace().await;
     let app = TestApp::spawn().await;
-    let mut worker = worker_process(&app);
+    let mut worker = app.worker_process(&[]);
 
     let bodies: Vec<_> = (0..200)
         .map(|i| deployment(&format!("w{i}"), &cluster.namespace))
@@ -70,7 +51,7 @@ async fn a_killed_worker_loses_nothing() {
         "the worker finished before it was killed; nothing was tested"
     );
 
-    let mut worker = worker_process(&app);
+    let mut worker = app.worker_process(&[]);
     for id in &ids {
         let done = app.terminal("kim", id, Duration::from_secs(120)).await;
         assert_eq!(done["status"], "SUCCESS", "{done}");

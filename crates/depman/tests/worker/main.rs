@@ -4,6 +4,7 @@
 
 mod cluster;
 mod crash;
+mod events;
 mod failures;
 #[path = "../support/mod.rs"]
 mod helpers;
@@ -15,3 +16,4 @@ mod outage;
 mod rollout;
 mod sync;
 mod wait;
+mod webhooks;
