@@ -14,7 +14,7 @@ IMAGE ?= depman:dev
 OVERLAY ?= dev
 
 .PHONY: help env env-down env-status dev run run-worker run-watcher test build build-tests lint fmt \
-	docker-build k8s-deploy k8s-delete bench-api bench-e2e bench-sync bench-outcome fuzz
+	docker-build k8s-deploy k8s-delete bench-api bench-e2e bench-sync bench-outcome bench-events fuzz
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -81,6 +81,10 @@ bench-sync: env ## sync lag at idle and under churn, resync of 5,000, memory of 
 bench-outcome: env ## POST to a truthful rollout outcome, per chaos image, against when Kubernetes showed it
 	@cargo build --locked --release --bin depman --example bench_outcome -q
 	@$(WITH_ENV) DEPMAN_BIN=$(CARGO_TARGET_DIR)/release/depman $(CARGO_TARGET_DIR)/release/examples/bench_outcome
+
+bench-events: env ## SSE subscribers and a webhook under 200 CREATEs/s: commit-to-arrival p50/p99, api CPU and memory per subscriber
+	@cargo build --locked --release --bin depman --example bench_events -q
+	@ulimit -n 8192 2>/dev/null; $(WITH_ENV) DEPMAN_BIN=$(CARGO_TARGET_DIR)/release/depman $(CARGO_TARGET_DIR)/release/examples/bench_events
 
 fuzz: env ## schemathesis over the served OpenAPI document, all checks (FUZZ_SECONDS=240)
 	@scripts/fuzz.sh

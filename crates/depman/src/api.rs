@@ -12,7 +12,7 @@ use crate::{
     feed::EventFeed,
     http::{self, AppState},
     relay::Relay,
-    settings::ApiSettings,
+    settings::{ApiSettings, WebhookSettings},
     webhooks::destination::Allowed,
 };
 
@@ -25,7 +25,11 @@ pub struct Api {
 }
 
 impl Api {
-    pub async fn build(deps: &Dependencies, settings: &ApiSettings) -> anyhow::Result<Self> {
+    pub async fn build(
+        deps: &Dependencies,
+        settings: &ApiSettings,
+        webhooks: &WebhookSettings,
+    ) -> anyhow::Result<Self> {
         let listener = TcpListener::bind(settings.http_addr).await?;
         let state = AppState {
             pool: deps.pool.clone(),
@@ -34,8 +38,8 @@ impl Api {
             metrics: deps.metrics.clone(),
             waiters: Default::default(),
             feed: EventFeed::new(deps.metrics.events.clone()),
-            webhook_key: deps.webhooks.webhook_key.clone(),
-            webhook_hosts: Allowed::new(&deps.webhooks.webhook_allowed_hosts),
+            webhook_key: webhooks.webhook_key.clone(),
+            webhook_hosts: Allowed::new(&webhooks.webhook_allowed_hosts),
         };
         let relay = Relay::new(
             deps.pool.clone(),

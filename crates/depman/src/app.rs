@@ -11,7 +11,8 @@ use crate::{
     dependencies::Dependencies,
     dlq, kubernetes,
     settings::{
-        ApiSettings, Command, CommonSettings, OperationsSettings, WatcherSettings, WorkerSettings,
+        ApiSettings, Command, CommonSettings, OperationsSettings, WatcherSettings, WebhookSettings,
+        WorkerSettings,
     },
     shutdown,
     watcher::Watcher,
@@ -27,17 +28,25 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         on_signal.cancel();
     });
     match command {
-        Command::Api { common, api } => {
+        Command::Api {
+            common,
+            api,
+            webhooks,
+        } => {
             let deps = Dependencies::connect(&common).await?;
-            Api::build(&deps, &api).await?.run_until_stopped(stop).await
+            Api::build(&deps, &api, &webhooks)
+                .await?
+                .run_until_stopped(stop)
+                .await
         }
         Command::Worker {
             common,
             worker,
             operations,
+            webhooks,
         } => {
             let deps = Dependencies::connect(&common).await?;
-            let role = Worker::build(&deps, kubernetes::client().await?, &worker)?;
+            let role = Worker::build(&deps, kubernetes::client().await?, &worker, &webhooks)?;
             with_operations(&deps, &operations, stop, |stop| role.run(stop)).await
         }
         Command::Watcher {
@@ -54,7 +63,8 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
             api,
             worker,
             watcher,
-        } => run_all(&common, &api, &worker, &watcher, stop).await,
+            webhooks,
+        } => run_all(&common, &api, &worker, &watcher, &webhooks, stop).await,
         Command::Migrate { database } => {
             db::migrate(&db::pool(&database)?, Duration::from_secs(60)).await?;
             tracing::info!("migrations applied");
@@ -98,12 +108,13 @@ async fn run_all(
     api: &ApiSettings,
     worker: &WorkerSettings,
     watcher: &WatcherSettings,
+    webhooks: &WebhookSettings,
     stop: CancellationToken,
 ) -> anyhow::Result<()> {
     let deps = Dependencies::connect(common).await?;
     let kube = kubernetes::client().await?;
-    let api = Api::build(&deps, api).await?;
-    let worker = Worker::build(&deps, kube.clone(), worker)?;
+    let api = Api::build(&deps, api, webhooks).await?;
+    let worker = Worker::build(&deps, kube.clone(), worker, webhooks)?;
     let watcher = Watcher::build(&deps, kube, watcher);
     // One role stopping on an error stops the others.
     let (api, worker, watcher) = tokio::join!(

@@ -1,17 +1,12 @@
 //! The connections every role of one process shares: PostgreSQL, NATS and
-//! its JetStream names, the metrics registry, and the webhook settings.
+//! its JetStream names, and the metrics registry.
 
 use std::time::Duration;
 
 use async_nats::jetstream;
 use sqlx::PgPool;
 
-use crate::{
-    db,
-    metrics::Metrics,
-    queue::Names,
-    settings::{CommonSettings, WebhookSettings},
-};
+use crate::{db, metrics::Metrics, queue::Names, settings::CommonSettings};
 
 #[derive(Clone)]
 pub struct Dependencies {
@@ -20,7 +15,6 @@ pub struct Dependencies {
     pub js: jetstream::Context,
     pub names: Names,
     pub metrics: Metrics,
-    pub webhooks: WebhookSettings,
 }
 
 impl Dependencies {
@@ -43,7 +37,6 @@ impl Dependencies {
             js,
             names: Names::new(&settings.nats.prefix),
             metrics: Metrics::default(),
-            webhooks: settings.webhooks.clone(),
         })
     }
 }

@@ -28,6 +28,8 @@ pub enum Command {
         common: CommonSettings,
         #[command(flatten)]
         api: ApiSettings,
+        #[command(flatten)]
+        webhooks: WebhookSettings,
     },
     /// Carry out accepted requests in Kubernetes (cluster access from
     /// KUBECONFIG, or the pod's service account in a cluster).
@@ -38,6 +40,8 @@ pub enum Command {
         worker: WorkerSettings,
         #[command(flatten)]
         operations: OperationsSettings,
+        #[command(flatten)]
+        webhooks: WebhookSettings,
     },
     /// Watch the Deployments depman manages and publish a sync event per
     /// change (cluster access as for the worker).
@@ -59,6 +63,8 @@ pub enum Command {
         worker: WorkerSettings,
         #[command(flatten)]
         watcher: WatcherSettings,
+        #[command(flatten)]
+        webhooks: WebhookSettings,
     },
     /// Apply pending database migrations and exit.
     Migrate {
@@ -96,8 +102,6 @@ pub struct CommonSettings {
     pub database: DatabaseSettings,
     #[command(flatten)]
     pub nats: NatsSettings,
-    #[command(flatten)]
-    pub webhooks: WebhookSettings,
 }
 
 /// What the api (registering webhooks) and the worker (delivering them)

@@ -16,6 +16,8 @@ use reqwest::{
 
 /// The longest URL a webhook may have.
 pub const MAX_URL_LEN: usize = 2048;
+/// A name that does not resolve by then does not resolve.
+const LOOKUP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Refused {
@@ -78,9 +80,11 @@ impl Allowed {
         let bare = host.trim_start_matches('[').trim_end_matches(']');
         let addresses: Vec<SocketAddr> = match bare.parse::<IpAddr>() {
             Ok(ip) => vec![SocketAddr::new(ip, port)],
-            Err(_) => tokio::net::lookup_host((bare, port))
+            Err(_) => tokio::time::timeout(LOOKUP_TIMEOUT, tokio::net::lookup_host((bare, port)))
                 .await
-                .map_err(|_| Refused::Unresolvable(host.to_owned()))?
+                .ok()
+                .and_then(Result::ok)
+                .ok_or_else(|| Refused::Unresolvable(host.to_owned()))?
                 .collect(),
         };
         if addresses.is_empty() {

@@ -17,7 +17,7 @@ use crate::{
     dependencies::Dependencies,
     queue::{Feed, RequestMessage},
     retention,
-    settings::WorkerSettings,
+    settings::{WebhookSettings, WorkerSettings},
     webhooks::delivery::Deliveries,
 };
 use consume::Consume;
@@ -36,6 +36,7 @@ impl Worker {
         deps: &Dependencies,
         kube: kube::Client,
         settings: &WorkerSettings,
+        webhooks: &WebhookSettings,
     ) -> anyhow::Result<Self> {
         let ctx = Context {
             pool: deps.pool.clone(),
@@ -60,7 +61,7 @@ impl Worker {
         }
         let deliveries = Deliveries::new(
             deps.pool.clone(),
-            &deps.webhooks,
+            webhooks,
             settings.retry_backoff,
             settings.webhook_retry_for,
             deps.metrics.webhooks.clone(),

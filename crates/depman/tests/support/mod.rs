@@ -42,6 +42,14 @@ pub struct TestApp {
 /// The key test apps seal webhook secrets with.
 pub const TEST_WEBHOOK_KEY: &str = "dGVzdC1rZXktb2YtMzItYnl0ZXMtZm9yLXRlc3RzISE=";
 
+/// Webhooks on, and allowed to reach the tests' receivers on loopback.
+pub fn test_webhooks() -> WebhookSettings {
+    WebhookSettings {
+        webhook_key: Some(TEST_WEBHOOK_KEY.parse().expect("a key")),
+        webhook_allowed_hosts: vec!["127.0.0.1".into()],
+    }
+}
+
 /// Short graces, so that tests see a failing rollout fail within seconds;
 /// the defaults are in the README.
 pub const TEST_THRESHOLDS: depman::domain::diagnosis::Thresholds =
@@ -193,16 +201,14 @@ impl TestApp {
                 nats_url: nats_url.to_owned(),
                 prefix: unique("test"),
             },
-            webhooks: WebhookSettings {
-                webhook_key: Some(TEST_WEBHOOK_KEY.parse().expect("a key")),
-                webhook_allowed_hosts: vec!["127.0.0.1".into()],
-            },
         };
         let settings = ApiSettings {
             http_addr: "127.0.0.1:0".parse().expect("an address"),
         };
         let deps = Dependencies::connect(&common).await.expect("dependencies");
-        let api = Api::build(&deps, &settings).await.expect("the api starts");
+        let api = Api::build(&deps, &settings, &test_webhooks())
+            .await
+            .expect("the api starts");
         let addr = api.local_addr().expect("a bound address");
         let stop = CancellationToken::new();
         let served = tokio::spawn(api.run_until_stopped(stop.clone()));
@@ -260,8 +266,8 @@ impl TestApp {
             webhook_retry_for: std::time::Duration::from_secs(24 * 3600),
             event_retention: std::time::Duration::from_secs(7 * 24 * 3600),
         };
-        let worker =
-            depman::worker::Worker::build(&self.deps, kube, &settings).expect("a worker builds");
+        let worker = depman::worker::Worker::build(&self.deps, kube, &settings, &test_webhooks())
+            .expect("a worker builds");
         let stop = CancellationToken::new();
         self.workers
             .push((stop.clone(), tokio::spawn(worker.run(stop))));
