@@ -6,16 +6,18 @@
 //! broadcast, is what makes the stream gap-free.
 
 use std::{
+    collections::VecDeque,
     sync::{Arc, Mutex},
     time::Duration,
 };
 
+use futures::{Stream, StreamExt};
 use sqlx::{PgPool, postgres::PgListener};
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    metrics::EventMetrics,
+    metrics::{EventMetrics, Subscribed},
     store::events::{self, EventRow, Filter, Position},
 };
 
@@ -122,92 +124,89 @@ impl EventFeed {
     }
 
     /// The events `filter` takes after `after` (or from now on), for as long
-    /// as the receiver is kept and the api runs. The stream ends early only
-    /// if the log cannot be read: the client resumes from its last event.
+    /// as the stream is kept and the api runs. It ends early only if the
+    /// log cannot be read: the client resumes from its last event. A
+    /// stream is a state machine polled by its connection: no task, no
+    /// channel, no database connection while it follows.
     pub fn subscribe(
         &self,
         pool: PgPool,
         filter: Filter,
         after: Option<Position>,
-    ) -> mpsc::Receiver<Arc<EventRow>> {
-        let (tx, rx) = mpsc::channel(64);
+    ) -> impl Stream<Item = Arc<EventRow>> + Send + 'static {
+        // Subscribed before the position is read: what is broadcast after
+        // the read reaches the receiver, what was before is behind `last`.
         let receiver = self.sender.subscribe();
-        let start =
+        let last =
             after.unwrap_or_else(|| *self.position.lock().unwrap_or_else(|p| p.into_inner()));
-        let subscriber = Subscriber {
+        let following = Following {
             pool,
             filter,
-            last: start,
-            tx,
+            last,
+            receiver,
+            backlog: VecDeque::new(),
+            catching_up: true,
             metrics: self.metrics.clone(),
+            _subscribed: self.metrics.subscribed(),
         };
-        let stopped = self.stopped.clone();
-        tokio::spawn(async move {
-            let _gauge = subscriber.metrics.subscribed();
-            tokio::select! {
-                _ = stopped.cancelled() => {}
-                _ = subscriber.tx.closed() => {}
-                result = subscriber.forward(receiver) => {
-                    if let Err(error) = result {
-                        tracing::warn!(%error, "an event stream ended: the log cannot be read");
-                    }
-                }
-            }
-        });
-        rx
+        futures::stream::unfold(following, |mut following| async move {
+            let event = following.next().await?;
+            Some((event, following))
+        })
+        .take_until(self.stopped.clone().cancelled_owned())
     }
 }
 
-struct Subscriber {
+/// One subscriber's place in the log.
+struct Following {
     pool: PgPool,
     filter: Filter,
     /// The newest position this subscriber is past.
     last: Position,
-    tx: mpsc::Sender<Arc<EventRow>>,
+    receiver: broadcast::Receiver<Arc<EventRow>>,
+    /// Events read from the log, not yet sent.
+    backlog: VecDeque<EventRow>,
+    /// Reading the log (at the start, and after falling behind the
+    /// broadcast) rather than following the broadcast.
+    catching_up: bool,
     metrics: EventMetrics,
+    _subscribed: Subscribed,
 }
 
-impl Subscriber {
-    /// Reads what the log holds after `last`, then follows the broadcast;
-    /// when it falls behind the broadcast, reads the log again.
-    async fn forward(
-        &self,
-        mut receiver: broadcast::Receiver<Arc<EventRow>>,
-    ) -> Result<(), sqlx::Error> {
-        let mut last = self.last;
+impl Following {
+    /// The next event for this subscriber; `None` ends the stream.
+    async fn next(&mut self) -> Option<Arc<EventRow>> {
         loop {
-            last = self.read_log(last).await?;
-            loop {
-                match receiver.recv().await {
-                    Ok(event) if event.position() <= last => {}
-                    Ok(event) => {
-                        last = event.position();
-                        if self.takes(&event) && self.send(event).await.is_err() {
-                            return Ok(());
-                        }
+            if let Some(row) = self.backlog.pop_front() {
+                self.last = row.position();
+                return Some(self.sent(Arc::new(row)));
+            }
+            if self.catching_up {
+                match events::read(&self.pool, &self.filter, self.last, BATCH).await {
+                    Ok(rows) => {
+                        self.catching_up = rows.len() as i64 == BATCH;
+                        self.backlog.extend(rows);
+                        continue;
                     }
-                    Err(broadcast::error::RecvError::Lagged(_)) => {
-                        receiver = receiver.resubscribe();
-                        break;
+                    Err(error) => {
+                        tracing::warn!(%error, "an event stream ended: the log cannot be read");
+                        return None;
                     }
-                    Err(broadcast::error::RecvError::Closed) => return Ok(()),
                 }
             }
-        }
-    }
-
-    async fn read_log(&self, mut last: Position) -> Result<Position, sqlx::Error> {
-        loop {
-            let rows = events::read(&self.pool, &self.filter, last, BATCH).await?;
-            let full = rows.len() as i64 == BATCH;
-            for row in rows {
-                last = row.position();
-                if self.send(Arc::new(row)).await.is_err() {
-                    return Ok(last);
+            match self.receiver.recv().await {
+                Ok(event) if event.position() <= self.last => {}
+                Ok(event) => {
+                    self.last = event.position();
+                    if self.takes(&event) {
+                        return Some(self.sent(event));
+                    }
                 }
-            }
-            if !full {
-                return Ok(last);
+                Err(broadcast::error::RecvError::Lagged(_)) => {
+                    self.receiver = self.receiver.resubscribe();
+                    self.catching_up = true;
+                }
+                Err(broadcast::error::RecvError::Closed) => return None,
             }
         }
     }
@@ -222,12 +221,9 @@ impl Subscriber {
             && (filter.types.is_empty() || filter.types.contains(&event.kind))
     }
 
-    async fn send(
-        &self,
-        event: Arc<EventRow>,
-    ) -> Result<(), mpsc::error::SendError<Arc<EventRow>>> {
+    fn sent(&self, event: Arc<EventRow>) -> Arc<EventRow> {
         self.metrics.streamed(event.occurred_on);
-        self.tx.send(event).await
+        event
     }
 }
 
@@ -248,7 +244,13 @@ pub async fn notified(
         return Ok(());
     };
     match tokio::time::timeout(wait, listener.try_recv()).await {
-        Err(_) | Ok(Ok(_)) => Ok(()),
+        Err(_) => Ok(()),
+        Ok(Ok(_)) => {
+            // One read catches up with every commit so far: the
+            // notifications already here would only wake it again.
+            while listener.next_buffered().is_some() {}
+            Ok(())
+        }
         Ok(Err(error)) => Err(error),
     }
 }

@@ -1,8 +1,9 @@
 //! The outbox relay, run by the `api` role: publishes accepted requests to
-//! JetStream. Rows are claimed with `FOR UPDATE SKIP LOCKED` (several api
-//! replicas share the work), published with `Nats-Msg-Id` = the row's id and
-//! deleted only once JetStream acknowledged them, in the same transaction: a
-//! row is published at least once, and JetStream drops the duplicates.
+//! JetStream. Rows are claimed with a lease (several api replicas share the
+//! work; no transaction stays open across the publish), published with
+//! `Nats-Msg-Id` = the row's id and deleted only once JetStream acknowledged
+//! them: a row is published at least once, and JetStream drops the
+//! duplicates.
 
 use std::time::Duration;
 
@@ -19,8 +20,10 @@ use crate::{
     sweep,
 };
 
-/// Rows claimed per transaction.
+/// Rows claimed at once.
 const BATCH: i64 = 256;
+/// How long claimed rows are this relay's: far beyond a batch's publish.
+const LEASE: Duration = Duration::from_secs(30);
 /// The safety net under LISTEN/NOTIFY: a notification lost while the
 /// listener reconnects costs at most this delay.
 const POLL: Duration = Duration::from_secs(2);
@@ -111,14 +114,28 @@ impl Relay {
 
     /// Claims, publishes and deletes one batch; returns how many rows.
     async fn publish_batch(&self) -> anyhow::Result<usize> {
-        let mut tx = self.pool.begin().await?;
-        let rows = outbox::claim(&mut tx, BATCH).await?;
+        let rows = outbox::claim(&self.pool, BATCH, LEASE).await?;
         if rows.is_empty() {
             return Ok(0);
         }
-        // Publish the whole batch, then wait for every acknowledgement.
-        let mut acks: Vec<PublishAckFuture> = Vec::with_capacity(rows.len());
+        let ids: Vec<Uuid> = rows.iter().map(|row| row.id).collect();
+        if let Err(error) = self.publish(&rows).await {
+            // Back to the outbox at once, for the next try (of any relay).
+            let _ = outbox::release(&self.pool, &ids).await;
+            return Err(error);
+        }
+        outbox::remove(&self.pool, &ids).await?;
+        let now = Utc::now();
         for row in &rows {
+            self.metrics.published(now - row.created_on);
+        }
+        Ok(rows.len())
+    }
+
+    /// Publishes the whole batch, then waits for every acknowledgement.
+    async fn publish(&self, rows: &[outbox::Pending]) -> anyhow::Result<()> {
+        let mut acks: Vec<PublishAckFuture> = Vec::with_capacity(rows.len());
+        for row in rows {
             let message = RequestMessage {
                 request_id: row.request_id,
                 identifier: row.identifier.clone(),
@@ -137,14 +154,7 @@ impl Relay {
         for ack in acks {
             ack.await?;
         }
-        let ids: Vec<Uuid> = rows.iter().map(|row| row.id).collect();
-        outbox::remove(&mut tx, &ids).await?;
-        tx.commit().await?;
-        let now = Utc::now();
-        for row in &rows {
-            self.metrics.published(now - row.created_on);
-        }
-        Ok(rows.len())
+        Ok(())
     }
 }
 

@@ -13,6 +13,7 @@ use axum::{
     },
 };
 use chrono::{DateTime, Utc};
+use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
@@ -190,11 +191,10 @@ pub async fn list(
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
 
 fn stream(state: &AppState, filter: Filter, after: Option<Position>) -> impl IntoResponse {
-    let receiver = state.feed.subscribe(state.pool.clone(), filter, after);
-    let events = futures::stream::unfold(receiver, |mut receiver| async move {
-        let row = receiver.recv().await?;
-        Some((Ok::<_, Infallible>(frame(&row)), receiver))
-    });
+    let events = state
+        .feed
+        .subscribe(state.pool.clone(), filter, after)
+        .map(|row| Ok::<_, Infallible>(frame(&row)));
     Sse::new(events).keep_alive(KeepAlive::new().interval(KEEP_ALIVE).text("keep-alive"))
 }
 

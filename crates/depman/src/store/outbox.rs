@@ -42,26 +42,47 @@ pub struct Pending {
     pub created_on: DateTime<Utc>,
 }
 
-/// Claims up to `limit` rows, oldest first, until the transaction ends;
-/// rows another relay holds are skipped, so replicas share the work.
-pub async fn claim(conn: &mut PgConnection, limit: i64) -> Result<Vec<Pending>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT o.id, o.request_id, r.identifier, r.sequence, r.request_type, o.created_on
-         FROM outbox o JOIN deployment_requests r ON r.id = o.request_id
-         ORDER BY o.created_on
-         LIMIT $1
-         FOR UPDATE OF o SKIP LOCKED",
+/// Claims up to `limit` unclaimed rows, oldest first, for `lease`: rows
+/// another relay holds are skipped, so replicas share the work. One short
+/// statement: nothing stays open while the rows are published.
+pub async fn claim(
+    db: impl PgExecutor<'_>,
+    limit: i64,
+    lease: std::time::Duration,
+) -> Result<Vec<Pending>, sqlx::Error> {
+    let mut rows: Vec<Pending> = sqlx::query_as(
+        "UPDATE outbox o SET claimed_until = clock_timestamp() + $2::interval
+         FROM deployment_requests r
+         WHERE r.id = o.request_id
+           AND o.id IN (SELECT id FROM outbox
+                        WHERE claimed_until < clock_timestamp()
+                        ORDER BY created_on
+                        LIMIT $1
+                        FOR UPDATE SKIP LOCKED)
+         RETURNING o.id, o.request_id, r.identifier, r.sequence, r.request_type, o.created_on",
     )
     .bind(limit)
-    .fetch_all(conn)
-    .await
+    .bind(lease)
+    .fetch_all(db)
+    .await?;
+    rows.sort_by_key(|row| row.created_on);
+    Ok(rows)
 }
 
 /// Removes rows once JetStream acknowledged their messages.
-pub async fn remove(conn: &mut PgConnection, ids: &[Uuid]) -> Result<(), sqlx::Error> {
+pub async fn remove(db: impl PgExecutor<'_>, ids: &[Uuid]) -> Result<(), sqlx::Error> {
     sqlx::query("DELETE FROM outbox WHERE id = ANY($1)")
         .bind(ids)
-        .execute(conn)
+        .execute(db)
+        .await?;
+    Ok(())
+}
+
+/// Gives claimed rows back (publishing failed): any relay may take them.
+pub async fn release(db: impl PgExecutor<'_>, ids: &[Uuid]) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE outbox SET claimed_until = 'epoch' WHERE id = ANY($1)")
+        .bind(ids)
+        .execute(db)
         .await?;
     Ok(())
 }

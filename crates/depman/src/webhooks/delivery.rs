@@ -32,8 +32,8 @@ use crate::{
 const LEASE: Duration = Duration::from_secs(15);
 /// A receiver that has not answered by then failed.
 const TIMEOUT: Duration = Duration::from_secs(10);
-/// Webhooks leased in one round.
-const ROUND: i64 = 16;
+/// Webhooks one worker delivers to at once.
+const CONCURRENT: usize = 32;
 /// How long one webhook is delivered to before its lease is given back,
 /// so that one busy webhook does not keep a worker forever.
 const TURN: Duration = Duration::from_secs(5);
@@ -81,34 +81,34 @@ impl Deliveries {
         })
     }
 
-    /// Delivers until `stop` is cancelled.
+    /// Delivers until `stop` is cancelled: up to [`CONCURRENT`] webhooks at
+    /// once, each on its own, so that a slow receiver holds up only its own
+    /// webhook.
     pub async fn run(self, stop: CancellationToken) {
         let Some(key) = self.key.clone() else {
             tracing::info!("DEPMAN_WEBHOOK_KEY is not set: this worker delivers no webhooks");
             return;
         };
         let mut listener: Option<PgListener> = None;
+        let mut turns = tokio::task::JoinSet::new();
         while !stop.is_cancelled() {
             if listener.is_none() {
                 listener = feed::listen(&self.pool).await.ok();
             }
-            let busy = match webhooks::lease_due(&self.pool, LEASE, ROUND).await {
-                Ok(leased) => {
-                    let busy = !leased.is_empty();
-                    let turns = leased.into_iter().map(|hook| self.turn(&key, hook));
-                    futures::future::join_all(turns).await;
-                    busy
+            let room = CONCURRENT - turns.len();
+            if room > 0 {
+                match webhooks::lease_due(&self.pool, LEASE, room as i64).await {
+                    Ok(leased) => {
+                        for hook in leased {
+                            turns.spawn(self.clone().turn(key.clone(), hook));
+                        }
+                    }
+                    Err(error) => tracing::warn!(%error, "looking for webhooks to deliver failed"),
                 }
-                Err(error) => {
-                    tracing::warn!(%error, "looking for webhooks to deliver failed");
-                    false
-                }
-            };
-            if busy {
-                continue;
             }
             tokio::select! {
-                _ = stop.cancelled() => return,
+                _ = stop.cancelled() => {}
+                Some(_) = turns.join_next() => {}
                 woken = feed::notified(listener.as_mut(), POLL) => {
                     if woken.is_err() {
                         listener = None;
@@ -116,11 +116,14 @@ impl Deliveries {
                 }
             }
         }
+        // A delivery cut off here is sent again by whoever takes the
+        // webhook next: at least once.
+        turns.shutdown().await;
     }
 
     /// Delivers the leased webhook's waiting events, in order, until one
     /// fails, none is left or its turn is over.
-    async fn turn(&self, key: &SecretKey, hook: WebhookRow) {
+    async fn turn(self, key: SecretKey, hook: WebhookRow) {
         let secret = match key.open(hook.id, &hook.secret) {
             Ok(secret) => secret,
             Err(error) => {

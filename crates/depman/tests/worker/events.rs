@@ -36,6 +36,13 @@ async fn events_until(app: &TestApp, identifier: &str, last: &str) -> Vec<Value>
     }
 }
 
+fn of_type<'a>(events: &'a [Value], kind: &str) -> &'a Value {
+    events
+        .iter()
+        .find(|e| e["type"] == kind)
+        .expect("an event of that type")
+}
+
 fn types(events: &[Value]) -> Vec<&str> {
     events
         .iter()
@@ -80,7 +87,7 @@ async fn a_failed_rollout_is_an_event_with_its_reason() {
     body["image"] = json!("chaos.invalid/crash-loop");
     create(&app, &body).await;
     let events = events_until(&app, "crash", "rollout.failed").await;
-    let failed = events.last().unwrap();
+    let failed = of_type(&events, "rollout.failed");
     assert_eq!(failed["type"], "rollout.failed");
     assert_eq!(failed["data"]["rollout"]["reason"], "CrashLoopBackOff");
     app.finish().await;
@@ -142,7 +149,8 @@ async fn a_deletion_says_whether_a_request_or_someone_else_made_it() {
     .await;
     assert_eq!(status, 202, "{delete}");
     let events = events_until(&app, "asked", "deployment.deleted").await;
-    let deleted = events.last().unwrap();
+    // The DELETE request's own `request.succeeded` may come before or after.
+    let deleted = of_type(&events, "deployment.deleted");
     assert_eq!(deleted["actor"], "alice");
     assert_eq!(deleted["request_id"], delete["id"]);
     assert_eq!(deleted["data"]["status"], "DELETED");
@@ -153,7 +161,7 @@ async fn a_deletion_says_whether_a_request_or_someone_else_made_it() {
         .await
         .expect("delete by hand");
     let events = events_until(&app, "by-hand", "deployment.deleted").await;
-    let deleted = events.last().unwrap();
+    let deleted = of_type(&events, "deployment.deleted");
     assert_eq!(deleted["actor"], "kubernetes");
     assert!(deleted["request_id"].is_null());
     app.finish().await;
