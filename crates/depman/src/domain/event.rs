@@ -4,35 +4,56 @@
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-macro_rules! event_types {
-    ($($variant:ident => $text:literal),+ $(,)?) => {
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
-        pub enum EventType {
-            $(#[serde(rename = $text)] $variant),+
-        }
-
-        impl EventType {
-            pub const ALL: &'static [Self] = &[$(Self::$variant),+];
-
-            pub fn as_str(self) -> &'static str {
-                match self {
-                    $(Self::$variant => $text),+
-                }
-            }
-        }
-    };
+/// Spelled out variant by variant (not by a macro): the OpenAPI derive
+/// reads each `rename` only as a literal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+pub enum EventType {
+    #[serde(rename = "request.accepted")]
+    RequestAccepted,
+    #[serde(rename = "request.succeeded")]
+    RequestSucceeded,
+    #[serde(rename = "request.failed")]
+    RequestFailed,
+    #[serde(rename = "rollout.progressed")]
+    RolloutProgressed,
+    #[serde(rename = "rollout.completed")]
+    RolloutCompleted,
+    #[serde(rename = "rollout.failed")]
+    RolloutFailed,
+    #[serde(rename = "rollout.superseded")]
+    RolloutSuperseded,
+    #[serde(rename = "deployment.changed")]
+    DeploymentChanged,
+    #[serde(rename = "deployment.deleted")]
+    DeploymentDeleted,
 }
 
-event_types! {
-    RequestAccepted => "request.accepted",
-    RequestSucceeded => "request.succeeded",
-    RequestFailed => "request.failed",
-    RolloutProgressed => "rollout.progressed",
-    RolloutCompleted => "rollout.completed",
-    RolloutFailed => "rollout.failed",
-    RolloutSuperseded => "rollout.superseded",
-    DeploymentChanged => "deployment.changed",
-    DeploymentDeleted => "deployment.deleted",
+impl EventType {
+    pub const ALL: &'static [Self] = &[
+        Self::RequestAccepted,
+        Self::RequestSucceeded,
+        Self::RequestFailed,
+        Self::RolloutProgressed,
+        Self::RolloutCompleted,
+        Self::RolloutFailed,
+        Self::RolloutSuperseded,
+        Self::DeploymentChanged,
+        Self::DeploymentDeleted,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::RequestAccepted => "request.accepted",
+            Self::RequestSucceeded => "request.succeeded",
+            Self::RequestFailed => "request.failed",
+            Self::RolloutProgressed => "rollout.progressed",
+            Self::RolloutCompleted => "rollout.completed",
+            Self::RolloutFailed => "rollout.failed",
+            Self::RolloutSuperseded => "rollout.superseded",
+            Self::DeploymentChanged => "deployment.changed",
+            Self::DeploymentDeleted => "deployment.deleted",
+        }
+    }
 }
 
 impl EventType {

@@ -36,6 +36,7 @@ pub struct WebhookInput {
     /// Where deliveries are POSTed: `http` or `https`, resolving to public
     /// addresses only (unless the host is in DEPMAN_WEBHOOK_ALLOWED_HOSTS).
     #[schema(
+        min_length = 1,
         max_length = 2048,
         required = true,
         example = "https://hooks.example.com/depman"
@@ -142,6 +143,8 @@ impl From<DeliveryRow> for Delivery {
             headers(("Location" = String, description = "The webhook's URL"))),
         (status = 400, description = "The body is not a JSON object", body = Problem),
         (status = 409, description = "The caller has 100 webhooks already", body = Problem),
+        (status = 413, description = "The body is over 64 KiB", body = Problem),
+        (status = 415, description = "The body is not JSON", body = Problem),
         (status = 422, description = "A field is invalid, or the URL leads to a refused address", body = Problem),
         (status = 503, description = "DEPMAN_WEBHOOK_KEY is not set: webhooks are off", body = Problem),
     )

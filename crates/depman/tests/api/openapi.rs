@@ -238,3 +238,19 @@ async fn swagger_ui_is_served_from_the_binary() {
     assert!(config.contains("/api-docs/openapi.json"), "{config}");
     app.finish().await;
 }
+
+/// The event types are documented as the API spells them.
+#[tokio::test]
+async fn event_types_are_documented_as_spelled() {
+    let app = TestApp::spawn().await;
+    let doc = document(&app).await;
+    let spelled: Vec<&str> = depman::domain::event::EventType::ALL
+        .iter()
+        .map(|kind| kind.as_str())
+        .collect();
+    assert_eq!(
+        doc["components"]["schemas"]["EventType"]["enum"],
+        serde_json::json!(spelled)
+    );
+    app.finish().await;
+}
