@@ -13,6 +13,9 @@
 //!
 //! Prints depman/baseline throughput as a ratio.
 
+mod common;
+use common::{setting, wait_for_ping};
+
 use std::{
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
@@ -26,14 +29,7 @@ use kube::{
     api::{DeleteParams, Patch, PatchParams},
 };
 use serde_json::{Value, json};
-use sqlx::{AssertSqlSafe, Connection, PgConnection, PgPool};
-
-fn setting(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
+use sqlx::PgPool;
 
 fn body(name: &str, namespace: &str) -> Value {
     json!({"name": name, "identifier": name, "namespace": namespace, "image": "nginx:1.27", "replicas": 1,
@@ -66,16 +62,7 @@ async fn main() -> anyhow::Result<()> {
             )
             .await?;
     }
-    let mut admin = PgConnection::connect(&admin_url).await?;
-    sqlx::query(AssertSqlSafe(format!("CREATE DATABASE {database}")))
-        .execute(&mut admin)
-        .await?;
-    let url = format!(
-        "{}/{database}",
-        admin_url
-            .rsplit_once('/')
-            .map_or(admin_url.as_str(), |(s, _)| s)
-    );
+    let (mut admin, url) = common::create_database(&admin_url, &database).await?;
 
     let port = std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
@@ -179,11 +166,7 @@ async fn main() -> anyhow::Result<()> {
     for ns in [&ns_depman, &ns_baseline] {
         namespaces.delete(ns, &DeleteParams::background()).await?;
     }
-    sqlx::query(AssertSqlSafe(format!(
-        "DROP DATABASE {database} WITH (FORCE)"
-    )))
-    .execute(&mut admin)
-    .await?;
+    common::drop_database(&mut admin, &database).await?;
     Ok(())
 }
 
@@ -196,21 +179,6 @@ fn start_depman(bin: &str, url: &str, port: u16, run: &str) -> anyhow::Result<Ch
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .spawn()?)
-}
-
-async fn wait_for_ping(http: &reqwest::Client, base: &str) -> anyhow::Result<()> {
-    for _ in 0..300 {
-        if http
-            .get(format!("{base}/api/v1/ping"))
-            .send()
-            .await
-            .is_ok_and(|r| r.status() == 200)
-        {
-            return Ok(());
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    anyhow::bail!("depman did not start")
 }
 
 async fn post_all(

@@ -19,6 +19,9 @@
 //! 3. `BENCH_IDLE` (1000) idle streams (a user with no events): the api's
 //!    extra memory.
 
+mod common;
+use common::{setting, wait_for_ping};
+
 use std::{
     process::{Child, Command, Stdio},
     sync::{Arc, Mutex},
@@ -28,18 +31,11 @@ use std::{
 use axum::{Router, body::Bytes, extract::State, http::StatusCode, routing::post};
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
-use sqlx::{AssertSqlSafe, Connection, PgConnection, postgres::PgListener};
+use sqlx::{Connection, PgConnection, postgres::PgListener};
 
 const KEY: &str = "YmVuY2gta2V5LW9mLTMyLWJ5dGVzLWZvci1iZW5jaCE=";
 
 type Samples = Arc<Mutex<Vec<f64>>>;
-
-fn setting(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -53,16 +49,7 @@ async fn main() -> anyhow::Result<()> {
     let bin = std::env::var("DEPMAN_BIN")?;
     let run = Utc::now().timestamp().to_string();
     let database = format!("bench_events_{run}");
-    let mut admin = PgConnection::connect(&admin_url).await?;
-    sqlx::query(AssertSqlSafe(format!("CREATE DATABASE {database}")))
-        .execute(&mut admin)
-        .await?;
-    let url = format!(
-        "{}/{database}",
-        admin_url
-            .rsplit_once('/')
-            .map_or(admin_url.as_str(), |(s, _)| s)
-    );
+    let (mut admin, url) = common::create_database(&admin_url, &database).await?;
     let port = free_port()?;
     let base = format!("http://127.0.0.1:{port}");
     let mut api = start(
@@ -190,11 +177,7 @@ async fn main() -> anyhow::Result<()> {
         child.kill()?;
         child.wait()?;
     }
-    sqlx::query(AssertSqlSafe(format!(
-        "DROP DATABASE {database} WITH (FORCE)"
-    )))
-    .execute(&mut admin)
-    .await?;
+    common::drop_database(&mut admin, &database).await?;
     Ok(())
 }
 
@@ -399,14 +382,4 @@ fn free_port() -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port())
-}
-
-async fn wait_for_ping(http: &reqwest::Client, base: &str) -> anyhow::Result<()> {
-    for _ in 0..300 {
-        if http.get(format!("{base}/api/v1/ping")).send().await.is_ok() {
-            return Ok(());
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    anyhow::bail!("depman did not answer within 30 s")
 }

@@ -19,6 +19,9 @@
 //! delay of the waiters: from the rollout's `finished_on` (written) to the
 //! waiter's answer.
 
+mod common;
+use common::wait_for_ping;
+
 use std::{
     collections::HashMap,
     process::{Child, Command, Stdio},
@@ -37,7 +40,6 @@ use kube::{
     runtime::{WatchStreamExt, watcher},
 };
 use serde_json::{Value, json};
-use sqlx::{AssertSqlSafe, Connection, PgConnection};
 
 const IMAGES: [(&str, &str); 4] = [
     ("good", "nginx:1.27"),
@@ -72,16 +74,7 @@ async fn main() -> anyhow::Result<()> {
             &Patch::Apply(object),
         )
         .await?;
-    let mut admin = PgConnection::connect(&admin_url).await?;
-    sqlx::query(AssertSqlSafe(format!("CREATE DATABASE {database}")))
-        .execute(&mut admin)
-        .await?;
-    let url = format!(
-        "{}/{database}",
-        admin_url
-            .rsplit_once('/')
-            .map_or(admin_url.as_str(), |(s, _)| s)
-    );
+    let (mut admin, url) = common::create_database(&admin_url, &database).await?;
     let port = std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port();
@@ -152,11 +145,7 @@ async fn main() -> anyhow::Result<()> {
     namespaces
         .delete(&namespace, &DeleteParams::background())
         .await?;
-    sqlx::query(AssertSqlSafe(format!(
-        "DROP DATABASE {database} WITH (FORCE)"
-    )))
-    .execute(&mut admin)
-    .await?;
+    common::drop_database(&mut admin, &database).await?;
     Ok(())
 }
 
@@ -330,14 +319,4 @@ fn start_depman(
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .spawn()?)
-}
-
-async fn wait_for_ping(http: &reqwest::Client, base: &str) -> anyhow::Result<()> {
-    for _ in 0..300 {
-        if http.get(format!("{base}/api/v1/ping")).send().await.is_ok() {
-            return Ok(());
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    anyhow::bail!("depman did not answer within 30 s")
 }

@@ -11,6 +11,9 @@
 //!   row shows a change made while it was down;
 //! - the resident memory of the watcher and the worker holding them.
 
+mod common;
+use common::setting;
+
 use std::{
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
@@ -23,14 +26,7 @@ use kube::{
     api::{DeleteParams, Patch, PatchParams},
 };
 use serde_json::json;
-use sqlx::{AssertSqlSafe, Connection, PgConnection, PgPool};
-
-fn setting(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
+use sqlx::PgPool;
 
 struct Roles {
     bin: String,
@@ -97,16 +93,7 @@ async fn main() -> anyhow::Result<()> {
         )
         .await?;
     let database = format!("bench_sync_{run}");
-    let mut admin = PgConnection::connect(&admin_url).await?;
-    sqlx::query(AssertSqlSafe(format!("CREATE DATABASE {database}")))
-        .execute(&mut admin)
-        .await?;
-    let url = format!(
-        "{}/{database}",
-        admin_url
-            .rsplit_once('/')
-            .map_or(admin_url.as_str(), |(s, _)| s)
-    );
+    let (mut admin, url) = common::create_database(&admin_url, &database).await?;
     let roles = Roles {
         bin: std::env::var("DEPMAN_BIN")?,
         url: url.clone(),
@@ -250,11 +237,7 @@ async fn main() -> anyhow::Result<()> {
     namespaces
         .delete(&namespace, &DeleteParams::background())
         .await?;
-    sqlx::query(AssertSqlSafe(format!(
-        "DROP DATABASE {database} WITH (FORCE)"
-    )))
-    .execute(&mut admin)
-    .await?;
+    common::drop_database(&mut admin, &database).await?;
     Ok(())
 }
 

@@ -1,0 +1,52 @@
+//! What the benchmarks share: settings from the environment, a database of
+//! their own on the local environment's server, and waiting for depman.
+#![allow(dead_code)] // each benchmark uses its own part
+
+use std::time::Duration;
+
+use sqlx::{AssertSqlSafe, Connection, PgConnection};
+
+/// A count from the environment, or `default`.
+pub fn setting(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Creates database `name` on the server of `admin_url`; returns the admin
+/// connection (to drop it at the end) and the new database's URL.
+pub async fn create_database(
+    admin_url: &str,
+    name: &str,
+) -> anyhow::Result<(PgConnection, String)> {
+    let mut admin = PgConnection::connect(admin_url).await?;
+    sqlx::query(AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut admin)
+        .await?;
+    let server = admin_url.rsplit_once('/').map_or(admin_url, |(s, _)| s);
+    Ok((admin, format!("{server}/{name}")))
+}
+
+pub async fn drop_database(admin: &mut PgConnection, name: &str) -> anyhow::Result<()> {
+    sqlx::query(AssertSqlSafe(format!("DROP DATABASE {name} WITH (FORCE)")))
+        .execute(admin)
+        .await?;
+    Ok(())
+}
+
+/// Waits until the api at `base` answers its ping, for up to 30 s.
+pub async fn wait_for_ping(http: &reqwest::Client, base: &str) -> anyhow::Result<()> {
+    for _ in 0..300 {
+        if http
+            .get(format!("{base}/api/v1/ping"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == 200)
+        {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    anyhow::bail!("depman did not answer within 30 s")
+}
