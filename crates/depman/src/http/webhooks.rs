@@ -38,6 +38,7 @@ pub struct WebhookInput {
     #[schema(
         min_length = 1,
         max_length = 2048,
+        pattern = "^[^\\x00]*$",
         required = true,
         example = "https://hooks.example.com/depman"
     )]
