@@ -10,11 +10,16 @@ for part in lib tools postgres nats kube; do source "$here/$part.sh"; done
 
 write_env_file() {
   mkdir -p "$DEVENV_DIR"
+  # A webhook key of this checkout's own, made once, so that `make dev`
+  # has webhooks on (receivers on this machine allowed).
+  [[ -s $DEVENV_DIR/webhook.key ]] || head -c 32 /dev/urandom | base64 >"$DEVENV_DIR/webhook.key"
   cat >"$DEVENV_DIR/env.sh" <<ENV
 # Written by \`make env\`: the local environment of depman. Source it.
 export DATABASE_URL=$(postgres_url)
 export NATS_URL=$(nats_url)
 export KUBECONFIG=$KUBE_KUBECONFIG
+export DEPMAN_WEBHOOK_KEY=$(cat "$DEVENV_DIR/webhook.key")
+export DEPMAN_WEBHOOK_ALLOWED_HOSTS=127.0.0.1,localhost,::1
 export PATH="$(tool_dir k8s "$KUBE_VERSION"):$(tool_dir nats "$NATS_SERVER_VERSION"):\$PATH"
 ENV
 }
