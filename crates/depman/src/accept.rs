@@ -121,8 +121,10 @@ pub async fn update(
     change(
         pool,
         asker,
-        target,
-        RequestType::Update,
+        Target::Request(target),
+        Change::Update {
+            rolled_back_to: None,
+        },
         &fingerprint,
         |current| {
             let mut merged = serde_json::to_value(current).unwrap_or_default();
@@ -150,21 +152,66 @@ pub async fn delete(
     change(
         pool,
         asker,
-        target,
-        RequestType::Delete,
+        Target::Request(target),
+        Change::Delete,
         &fingerprint,
         |current| Ok(current.clone()),
     )
     .await
 }
 
+/// An UPDATE of the user's deployment `identifier` back to the spec of its
+/// revision `revision` (as `requests::revisions` numbers them).
+pub async fn rollback(
+    pool: &PgPool,
+    asker: Asker<'_>,
+    identifier: &str,
+    revision: i64,
+) -> Result<Accepted, AcceptError> {
+    let fingerprint = fingerprint(&format!("ROLLBACK {identifier}"), &Value::from(revision));
+    let target = requests::revisions(pool, asker.user_id, identifier, None, Some(revision), 1)
+        .await?
+        .pop()
+        .ok_or_else(|| {
+            AcceptError::NotFound(format!(
+                "deployment `{identifier}` has no revision {revision}"
+            ))
+        })?;
+    let spec = target.request.spec.0;
+    let rolled_back_to = i32::try_from(revision).ok();
+    change(
+        pool,
+        asker,
+        Target::Identifier(identifier),
+        Change::Update { rolled_back_to },
+        &fingerprint,
+        |_| Ok(spec),
+    )
+    .await
+}
+
+/// Which deployment a change is for: the one a request belongs to, or one
+/// named by its identifier.
+#[derive(Debug, Clone, Copy)]
+enum Target<'a> {
+    Request(Uuid),
+    Identifier(&'a str),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Change {
+    Update { rolled_back_to: Option<i32> },
+    Delete,
+}
+
 /// An UPDATE or DELETE: locks the deployment, checks it can still change,
 /// and records the request with the spec `next` makes of the current one.
+/// A deployment that is not the user's is not found.
 async fn change(
     pool: &PgPool,
     asker: Asker<'_>,
-    target: Uuid,
-    request_type: RequestType,
+    target: Target<'_>,
+    change: Change,
     fingerprint: &str,
     next: impl FnOnce(&DeploymentSpec) -> Result<DeploymentSpec, Vec<FieldError>>,
 ) -> Result<Accepted, AcceptError> {
@@ -172,11 +219,21 @@ async fn change(
     if let Some(earlier) = requests::find_by_key(&mut *tx, asker.user_id, asker.key).await? {
         return replay(earlier, fingerprint);
     }
-    let not_found = || AcceptError::NotFound(format!("request {target} not found"));
-    let identifier = requests::find(&mut *tx, asker.user_id, target)
-        .await?
-        .ok_or_else(not_found)?
-        .identifier;
+    let not_found = || match target {
+        Target::Request(id) => AcceptError::NotFound(format!("request {id} not found")),
+        Target::Identifier(identifier) => {
+            AcceptError::NotFound(format!("deployment `{identifier}` not found"))
+        }
+    };
+    let identifier = match target {
+        Target::Request(id) => {
+            requests::find(&mut *tx, asker.user_id, id)
+                .await?
+                .ok_or_else(not_found)?
+                .identifier
+        }
+        Target::Identifier(identifier) => identifier.to_owned(),
+    };
     let current = deployments::lock(&mut tx, asker.user_id, &identifier)
         .await?
         .ok_or_else(not_found)?;
@@ -192,6 +249,10 @@ async fn change(
         )));
     }
     let spec = next(&current.spec).map_err(AcceptError::Invalid)?;
+    let (request_type, rolled_back_to) = match change {
+        Change::Update { rolled_back_to } => (RequestType::Update, rolled_back_to),
+        Change::Delete => (RequestType::Delete, None),
+    };
     let updating = request_type == RequestType::Update;
     let sequence = deployments::advance(&mut tx, &identifier, &spec, updating).await?;
     let new = NewRequest {
@@ -201,6 +262,7 @@ async fn change(
         spec: &spec,
         sequence,
         fingerprint,
+        rolled_back_to,
     };
     record(tx, pool, asker, new).await
 }

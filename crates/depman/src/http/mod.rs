@@ -11,6 +11,7 @@ pub mod health;
 pub mod metrics;
 pub mod openapi;
 pub mod requests;
+pub mod revisions;
 pub mod state;
 pub mod trace;
 pub mod wait;
@@ -86,6 +87,9 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(requests::get, requests::update, requests::delete))
         .routes(routes!(deployments::list))
         .routes(routes!(deployments::get))
+        .routes(routes!(revisions::list))
+        .routes(routes!(revisions::get))
+        .routes(routes!(revisions::rollback))
         .routes(routes!(events::list))
         .routes(routes!(webhooks::create, webhooks::list))
         .routes(routes!(webhooks::get, webhooks::delete))

@@ -55,6 +55,8 @@ pub struct DeploymentRequest {
     pub spec: DeploymentSpec,
     /// The rollout it started: `null` until applied, and for DELETE.
     pub rollout: Option<Rollout>,
+    /// Made by a rollback: the revision whose spec it re-applies.
+    pub rolled_back_to: Option<i32>,
     pub created_on: DateTime<Utc>,
     pub updated_on: DateTime<Utc>,
 }
@@ -74,6 +76,7 @@ impl From<RequestRow> for DeploymentRequest {
             image: row.image,
             spec: row.spec.0,
             rollout: row.rollout.map(|rollout| rollout.0),
+            rolled_back_to: row.rolled_back_to,
             created_on: row.created_on,
             updated_on: row.updated_on,
         }
@@ -252,7 +255,7 @@ pub async fn list(
 #[derive(IntoParams)]
 #[into_params(parameter_in = Header)]
 #[allow(dead_code)] // never built: it exists for its `IntoParams` description
-struct Headers {
+pub struct Headers {
     /// Idempotency key: 1 to 128 characters of `A-Za-z0-9._@-`; made up
     /// when absent.
     #[param(rename = "X-Request-ID", schema_with = schema::request_id)]
@@ -291,7 +294,7 @@ const REPLAYED: HeaderName = HeaderName::from_static("idempotent-replayed");
 
 /// 202 with `Location` for a new request; 200 and `Idempotent-Replayed` for
 /// a replay.
-fn respond(accepted: Accepted) -> Response {
+pub fn respond(accepted: Accepted) -> Response {
     match accepted {
         Accepted::New(request) => {
             let request = DeploymentRequest::from(request);

@@ -32,10 +32,13 @@ pub struct RequestRow {
     pub fingerprint: String,
     /// The rollout it started, once applied (CREATE and UPDATE only).
     pub rollout: Option<Json<Rollout>>,
+    /// A rollback: the revision whose spec it re-applies.
+    pub rolled_back_to: Option<i32>,
 }
 
 const COLUMNS: &str = "id, request_id, identifier, name, namespace, request_type, status, \
-     failure_reason, attempts, image, spec, created_on, updated_on, fingerprint, rollout";
+     failure_reason, attempts, image, spec, created_on, updated_on, fingerprint, rollout, \
+     rolled_back_to";
 
 /// What a new request records; the rest comes from defaults.
 pub struct NewRequest<'a> {
@@ -45,6 +48,8 @@ pub struct NewRequest<'a> {
     pub spec: &'a DeploymentSpec,
     pub sequence: i64,
     pub fingerprint: &'a str,
+    /// A rollback: the revision it re-applies.
+    pub rolled_back_to: Option<i32>,
 }
 
 /// Inserts the request unless the user already used its key; `None` then.
@@ -54,8 +59,9 @@ pub async fn insert(
 ) -> Result<Option<RequestRow>, sqlx::Error> {
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "INSERT INTO deployment_requests
-             (request_id, user_id, identifier, name, namespace, request_type, image, spec, sequence, fingerprint)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+             (request_id, user_id, identifier, name, namespace, request_type, image, spec, sequence,
+              fingerprint, rolled_back_to)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
          ON CONFLICT ON CONSTRAINT deployment_requests_user_request_id DO NOTHING
          RETURNING {COLUMNS}"
     )))
@@ -69,6 +75,7 @@ pub async fn insert(
     .bind(Json(new.spec))
     .bind(new.sequence)
     .bind(new.fingerprint)
+    .bind(new.rolled_back_to)
     .fetch_optional(conn)
     .await
 }
@@ -210,6 +217,47 @@ pub async fn list(
     Ok(Page::from_rows(rows, limit, |r| {
         Cursor::new(r.created_on, r.id)
     }))
+}
+
+/// An applied CREATE or UPDATE, numbered in the order the requests took
+/// effect.
+#[derive(Debug, Clone, FromRow)]
+pub struct RevisionRow {
+    #[sqlx(flatten)]
+    pub request: RequestRow,
+    pub revision: i64,
+}
+
+/// The applied CREATE and UPDATE requests of the user's deployment, as
+/// numbered revisions (1 first); `before` and `limit` page them newest
+/// first, `only` picks one.
+pub async fn revisions(
+    db: impl PgExecutor<'_>,
+    user_id: Uuid,
+    identifier: &str,
+    before: Option<i64>,
+    only: Option<i64>,
+    limit: i64,
+) -> Result<Vec<RevisionRow>, sqlx::Error> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "WITH revisions AS (
+             SELECT {COLUMNS}, row_number() OVER (ORDER BY sequence) AS revision
+             FROM deployment_requests
+             WHERE identifier = $1 AND user_id = $2 AND status = 'SUCCESS'
+               AND request_type IN ('CREATE', 'UPDATE')
+         )
+         SELECT * FROM revisions
+         WHERE ($3::bigint IS NULL OR revision < $3) AND ($4::bigint IS NULL OR revision = $4)
+         ORDER BY revision DESC
+         LIMIT $5"
+    )))
+    .bind(identifier)
+    .bind(user_id)
+    .bind(before)
+    .bind(only)
+    .bind(limit)
+    .fetch_all(db)
+    .await
 }
 
 /// A request waiting for the worker, with what applying it needs.

@@ -3,7 +3,7 @@
 
 use crate::helpers::TestApp;
 
-const ROUTES: [(&str, &str); 16] = [
+const ROUTES: [(&str, &str); 19] = [
     ("post", "/api/v1/deployments/requests/create"),
     ("get", "/api/v1/deployments/requests"),
     ("get", "/api/v1/deployments/requests/{id}"),
@@ -20,6 +20,12 @@ const ROUTES: [(&str, &str); 16] = [
     ("get", "/api/v1/webhooks/{id}"),
     ("delete", "/api/v1/webhooks/{id}"),
     ("get", "/api/v1/webhooks/{id}/deliveries"),
+    ("get", "/api/v1/deployments/{identifier}/revisions"),
+    (
+        "get",
+        "/api/v1/deployments/{identifier}/revisions/{revision}",
+    ),
+    ("post", "/api/v1/deployments/{identifier}/rollback"),
 ];
 
 #[tokio::test]

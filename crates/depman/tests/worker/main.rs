@@ -13,6 +13,7 @@ mod lost;
 mod nats;
 mod ordering;
 mod outage;
+mod revisions;
 mod rollout;
 mod sync;
 mod wait;
