@@ -136,9 +136,9 @@ fn container(spec: &DeploymentSpec) -> Container {
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum ApplyError {
     /// Retrying cannot help: the object is invalid, forbidden, or its
-    /// namespace is missing.
-    #[error("{0}")]
-    Permanent(String),
+    /// namespace is missing; with the request's `failure_code`.
+    #[error("{1}")]
+    Permanent(&'static str, String),
     /// The API server is unreachable, overloaded or busy: try again later.
     #[error("{0}")]
     Transient(String),
@@ -154,8 +154,8 @@ pub async fn apply(client: &Client, deployment: &Deployment) -> Result<i64, Appl
         .unwrap_or("default");
     let name = deployment.metadata.name.as_deref().unwrap_or_default();
     let api: Api<Deployment> = Api::namespaced(client.clone(), namespace);
-    let mut object =
-        serde_json::to_value(deployment).map_err(|e| ApplyError::Permanent(e.to_string()))?;
+    let mut object = serde_json::to_value(deployment)
+        .map_err(|e| ApplyError::Permanent(INVALID_OBJECT, e.to_string()))?;
     object["apiVersion"] = "apps/v1".into();
     object["kind"] = "Deployment".into();
     api.patch(
@@ -181,16 +181,24 @@ pub async fn delete(client: &Client, namespace: &str, name: &str) -> Result<(), 
 /// Permanent: the API server refused the request itself (invalid, forbidden,
 /// missing namespace). Transient: it could not answer, or asked to come back
 /// (conflict, throttling, server errors), or nobody answered at all.
+/// The `failure_code` of an object the API server found invalid.
+const INVALID_OBJECT: &str = "invalid-object";
+
 pub fn classify(error: kube::Error) -> ApplyError {
     match error {
         kube::Error::Api(status) => {
             let reason = format!("{} ({}): {}", status.reason, status.code, status.message);
             match status.code {
-                400 | 403 | 404 | 405 | 406 | 413 | 415 | 422 => ApplyError::Permanent(reason),
+                400 | 422 => ApplyError::Permanent(INVALID_OBJECT, reason),
+                403 => ApplyError::Permanent("forbidden", reason),
+                // The Deployment is applied, not read: what is missing is
+                // its namespace.
+                404 => ApplyError::Permanent("namespace-missing", reason),
+                405 | 406 | 413 | 415 => ApplyError::Permanent("rejected", reason),
                 _ => ApplyError::Transient(reason),
             }
         }
-        kube::Error::SerdeError(error) => ApplyError::Permanent(error.to_string()),
+        kube::Error::SerdeError(error) => ApplyError::Permanent(INVALID_OBJECT, error.to_string()),
         other => ApplyError::Transient(format!("Kubernetes API unreachable: {other}")),
     }
 }
@@ -274,7 +282,7 @@ mod tests {
         };
         for code in [400, 403, 404, 422] {
             assert!(
-                matches!(classify(api(code)), ApplyError::Permanent(_)),
+                matches!(classify(api(code)), ApplyError::Permanent(..)),
                 "{code}"
             );
         }

@@ -5,6 +5,7 @@ pub mod accept;
 pub mod api;
 pub mod app;
 pub mod backoff;
+pub mod cancel;
 pub mod db;
 pub mod dependencies;
 pub mod dlq;

@@ -137,6 +137,19 @@ impl IntoResponse for ApiError {
     }
 }
 
+impl From<crate::cancel::CancelError> for ApiError {
+    fn from(error: crate::cancel::CancelError) -> Self {
+        use crate::cancel::CancelError;
+        match error {
+            CancelError::NotFound(_) => Self::NotFound(error.to_string()),
+            CancelError::Finished(_) | CancelError::Applying(_) => {
+                Self::Conflict(error.to_string())
+            }
+            CancelError::Database(error) => error.into(),
+        }
+    }
+}
+
 impl From<AcceptError> for ApiError {
     fn from(error: AcceptError) -> Self {
         match error {

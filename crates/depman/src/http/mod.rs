@@ -85,6 +85,7 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(requests::create))
         .routes(routes!(requests::list))
         .routes(routes!(requests::get, requests::update, requests::delete))
+        .routes(routes!(requests::cancel))
         .routes(routes!(deployments::list))
         .routes(routes!(deployments::get))
         .routes(routes!(revisions::list))

@@ -49,6 +49,10 @@ pub struct DeploymentRequest {
     pub request_type: RequestType,
     pub status: RequestStatus,
     pub failure_reason: Option<String>,
+    /// A stable code for each failure: `cancelled`, `invalid-object`,
+    /// `namespace-missing`, `forbidden`, `rejected`, `gave-up`,
+    /// `superseded`, `create-failed`; `null` unless `FAILURE`.
+    pub failure_code: Option<String>,
     pub attempts: i32,
     pub image: String,
     /// The full desired spec this request asks for.
@@ -72,6 +76,7 @@ impl From<RequestRow> for DeploymentRequest {
             request_type: row.request_type,
             status: row.status,
             failure_reason: row.failure_reason,
+            failure_code: row.failure_code,
             attempts: row.attempts,
             image: row.image,
             spec: row.spec.0,
@@ -165,6 +170,32 @@ pub async fn delete(
 ) -> Result<Response, ApiError> {
     let accepted = accept::delete(&state.pool, asker(&caller, &key), id).await?;
     Ok(respond(accepted))
+}
+
+/// Cancel a request that waits: it ends `FAILURE` with `failure_code`
+/// `cancelled` and is never applied. A cancelled CREATE leaves its
+/// deployment `FAILED`, and the UPDATEs queued behind it end as behind any
+/// failed CREATE.
+#[utoipa::path(
+    post,
+    path = "/api/v1/deployments/requests/{id}/cancel",
+    operation_id = "cancel_request",
+    tag = "requests",
+    params(("id" = Uuid, Path)),
+    responses(
+        (status = 200, description = "Cancelled: the request as it is now", body = DeploymentRequest),
+        (status = 404, description = "No such request for this user", body = Problem),
+        (status = 409, description = "The request already ended, or is being carried out right now", body = Problem),
+        (status = 422, description = "`id` is not a UUID", body = Problem),
+    )
+)]
+pub async fn cancel(
+    State(state): State<AppState>,
+    caller: Caller,
+    PathParam(id): PathParam<Uuid>,
+) -> Result<Json<DeploymentRequest>, ApiError> {
+    let request = crate::cancel::cancel(&state.pool, caller.id, &caller.external_id, id).await?;
+    Ok(Json(request.into()))
 }
 
 /// One request of the caller's; with `wait`, as soon as it is applied or

@@ -23,6 +23,8 @@ pub struct RequestRow {
     pub request_type: RequestType,
     pub status: RequestStatus,
     pub failure_reason: Option<String>,
+    /// A stable code for the failure (`cancelled`, `invalid-object`, ...).
+    pub failure_code: Option<String>,
     pub attempts: i32,
     pub image: String,
     pub spec: Json<DeploymentSpec>,
@@ -37,8 +39,8 @@ pub struct RequestRow {
 }
 
 const COLUMNS: &str = "id, request_id, identifier, name, namespace, request_type, status, \
-     failure_reason, attempts, image, spec, created_on, updated_on, fingerprint, rollout, \
-     rolled_back_to";
+     failure_reason, failure_code, attempts, image, spec, created_on, updated_on, fingerprint, \
+     rollout, rolled_back_to";
 
 /// What a new request records; the rest comes from defaults.
 pub struct NewRequest<'a> {
@@ -353,22 +355,25 @@ pub async fn long_waiting(
     .await
 }
 
-/// Ends a waiting request: `SUCCESS`, or `FAILURE` with its reason, counting
-/// the attempt that ended it. False when it had already ended.
+/// Ends a waiting request: `SUCCESS`, or `FAILURE` with its reason and
+/// code, counting the attempt that ended it. False when it had already
+/// ended.
 pub async fn finish(
     db: impl PgExecutor<'_>,
     id: Uuid,
     status: RequestStatus,
-    failure_reason: Option<&str>,
+    failure: Option<(&str, &str)>,
 ) -> Result<bool, sqlx::Error> {
     let finished = sqlx::query(
         "UPDATE deployment_requests
-         SET status = $2, failure_reason = $3, attempts = attempts + 1, updated_on = clock_timestamp()
+         SET status = $2, failure_reason = $3, failure_code = $4, attempts = attempts + 1,
+             updated_on = clock_timestamp()
          WHERE id = $1 AND status = 'CREATED'",
     )
     .bind(id)
     .bind(status)
-    .bind(failure_reason)
+    .bind(failure.map(|(reason, _)| reason))
+    .bind(failure.map(|(_, code)| code))
     .execute(db)
     .await?;
     Ok(finished.rows_affected() == 1)
@@ -458,6 +463,55 @@ pub async fn record_rollout(
     Ok(())
 }
 
+/// Marks a waiting request as being carried out, right before the worker
+/// applies it; false when it no longer waits (cancelled meanwhile).
+pub async fn start_applying(db: impl PgExecutor<'_>, id: Uuid) -> Result<bool, sqlx::Error> {
+    let started = sqlx::query(
+        "UPDATE deployment_requests SET applying_since = clock_timestamp()
+         WHERE id = $1 AND status = 'CREATED'",
+    )
+    .bind(id)
+    .execute(db)
+    .await?;
+    Ok(started.rows_affected() == 1)
+}
+
+/// Why a request could not be cancelled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotCancelled {
+    Finished,
+    Applying,
+}
+
+/// Ends a waiting request that no worker is carrying out as `FAILURE`
+/// with `reason` and the code `cancelled`.
+pub async fn cancel(
+    db: impl PgExecutor<'_>,
+    id: Uuid,
+    reason: &str,
+) -> Result<Result<(), NotCancelled>, sqlx::Error> {
+    // The outer query sees the row as it was before the update.
+    let (cancelled, status): (bool, RequestStatus) = sqlx::query_as(
+        "WITH cancelled AS (
+             UPDATE deployment_requests
+             SET status = 'FAILURE', failure_reason = $2, failure_code = 'cancelled',
+                 updated_on = clock_timestamp()
+             WHERE id = $1 AND status = 'CREATED' AND applying_since IS NULL
+             RETURNING id
+         )
+         SELECT EXISTS (SELECT 1 FROM cancelled), status FROM deployment_requests WHERE id = $1",
+    )
+    .bind(id)
+    .bind(reason)
+    .fetch_one(db)
+    .await?;
+    Ok(match (cancelled, status) {
+        (true, _) => Ok(()),
+        (false, RequestStatus::Created) => Err(NotCancelled::Applying),
+        (false, _) => Err(NotCancelled::Finished),
+    })
+}
+
 /// Counts a failed attempt that will be retried, keeping its reason;
 /// returns the attempts so far.
 pub async fn count_attempt(
@@ -467,7 +521,8 @@ pub async fn count_attempt(
 ) -> Result<i32, sqlx::Error> {
     sqlx::query_scalar(
         "UPDATE deployment_requests
-         SET attempts = attempts + 1, failure_reason = $2, updated_on = clock_timestamp()
+         SET attempts = attempts + 1, failure_reason = $2, applying_since = NULL,
+             updated_on = clock_timestamp()
          WHERE id = $1
          RETURNING attempts",
     )
@@ -483,7 +538,8 @@ pub async fn count_attempt(
 pub async fn requeue(conn: &mut PgConnection, id: Uuid) -> Result<bool, sqlx::Error> {
     let requeued = sqlx::query(
         "UPDATE deployment_requests
-         SET status = 'CREATED', attempts = 0, failure_reason = NULL, updated_on = clock_timestamp()
+         SET status = 'CREATED', attempts = 0, failure_reason = NULL, failure_code = NULL,
+             updated_on = clock_timestamp()
          WHERE id = $1 AND status = 'FAILURE'",
     )
     .bind(id)

@@ -22,6 +22,14 @@ pub enum Moot {
 }
 
 impl Moot {
+    /// The request's `failure_code`.
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::Superseded => "superseded",
+            Self::CreateFailed => "create-failed",
+        }
+    }
+
     pub fn reason(self) -> &'static str {
         match self {
             Self::Superseded => {
@@ -44,7 +52,11 @@ pub enum Decision {
     Retry { attempts: i32, reason: String },
     /// Failed for good: `FAILURE`; `dead_letter` when it gave up after its
     /// retries rather than being refused outright.
-    Failed { reason: String, dead_letter: bool },
+    Failed {
+        code: &'static str,
+        reason: String,
+        dead_letter: bool,
+    },
 }
 
 /// Whether a request may be applied at all. `newest_success` is the newest
@@ -70,7 +82,8 @@ pub fn moot(
 pub fn after_apply(result: Result<(), ApplyError>, attempts: i32, max_attempts: u32) -> Decision {
     match result {
         Ok(()) => Decision::Succeeded,
-        Err(ApplyError::Permanent(reason)) => Decision::Failed {
+        Err(ApplyError::Permanent(code, reason)) => Decision::Failed {
+            code,
             reason,
             dead_letter: false,
         },
@@ -80,6 +93,7 @@ pub fn after_apply(result: Result<(), ApplyError>, attempts: i32, max_attempts: 
                 Decision::Retry { attempts, reason }
             } else {
                 Decision::Failed {
+                    code: "gave-up",
                     reason: format!("gave up after {attempts} attempts: {reason}"),
                     dead_letter: true,
                 }
@@ -89,12 +103,15 @@ pub fn after_apply(result: Result<(), ApplyError>, attempts: i32, max_attempts: 
 }
 
 impl Decision {
-    /// The request's end, with its failure reason; `None` while it waits.
-    pub fn ending(&self) -> Option<(RequestStatus, Option<&str>)> {
+    /// The request's end, with its failure reason and code; `None` while it
+    /// waits.
+    pub fn ending(&self) -> Option<(RequestStatus, Option<(&str, &'static str)>)> {
         match self {
             Self::Succeeded => Some((RequestStatus::Success, None)),
-            Self::Moot(moot) => Some((RequestStatus::Failure, Some(moot.reason()))),
-            Self::Failed { reason, .. } => Some((RequestStatus::Failure, Some(reason))),
+            Self::Moot(moot) => Some((RequestStatus::Failure, Some((moot.reason(), moot.code())))),
+            Self::Failed { reason, code, .. } => {
+                Some((RequestStatus::Failure, Some((reason, *code))))
+            }
             Self::Retry { .. } => None,
         }
     }
@@ -156,17 +173,22 @@ mod tests {
 
     #[test]
     fn a_permanent_error_fails_at_once_without_a_dead_letter() {
-        let decision = after_apply(Err(ApplyError::Permanent("invalid".into())), 0, MAX);
+        let decision = after_apply(
+            Err(ApplyError::Permanent("invalid-object", "invalid".into())),
+            0,
+            MAX,
+        );
         assert_eq!(
             decision,
             Decision::Failed {
+                code: "invalid-object",
                 reason: "invalid".into(),
                 dead_letter: false
             }
         );
         assert_eq!(
             decision.ending(),
-            Some((RequestStatus::Failure, Some("invalid")))
+            Some((RequestStatus::Failure, Some(("invalid", "invalid-object"))))
         );
     }
 
@@ -186,6 +208,7 @@ mod tests {
         assert_eq!(
             after_apply(transient(), 2, MAX),
             Decision::Failed {
+                code: "gave-up",
                 reason: "gave up after 3 attempts: 503".into(),
                 dead_letter: true
             }
@@ -196,6 +219,7 @@ mod tests {
     fn outcomes_move_the_deployment_only_for_create_and_delete() {
         use RequestType::*;
         let failed = Decision::Failed {
+            code: "invalid-object",
             reason: String::new(),
             dead_letter: false,
         };

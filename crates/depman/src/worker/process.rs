@@ -103,6 +103,10 @@ async fn carry_out(
     let (decision, generation) = match moot {
         Some(moot) => (Decision::Moot(moot), None),
         None => {
+            if !requests::start_applying(&mut *conn, request.id).await? {
+                // Cancelled while it waited: nothing to do.
+                return Ok(None);
+            }
             let result = apply(ctx, request).await;
             let generation = result.as_ref().ok().copied().flatten();
             let decision =
@@ -155,13 +159,14 @@ async fn record(
     if let Decision::Failed {
         reason,
         dead_letter: true,
+        ..
     } = decision
     {
         send_dead_letter(ctx, request, reason).await?;
     }
-    if let Some((status, reason)) = decision.ending() {
+    if let Some((status, failure)) = decision.ending() {
         let mut tx = sqlx::Connection::begin(&mut *conn).await?;
-        let finished = requests::finish(&mut *tx, id, status, reason).await?;
+        let finished = requests::finish(&mut *tx, id, status, failure).await?;
         if let Some(outcome) = decision.outcome(kind).filter(|_| finished) {
             deployments::record_outcome(&mut *tx, identifier, outcome).await?;
         }
@@ -172,8 +177,10 @@ async fn record(
                 .await?;
         }
         tx.commit().await?;
-        match reason {
-            Some(reason) => tracing::warn!(request = %id, %identifier, %reason, "request failed"),
+        match failure {
+            Some((reason, code)) => {
+                tracing::warn!(request = %id, %identifier, %reason, code, "request failed")
+            }
             None => {
                 tracing::info!(request = %id, %identifier, kind = kind.as_str(), "request carried out")
             }

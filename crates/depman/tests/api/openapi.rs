@@ -3,7 +3,7 @@
 
 use crate::helpers::TestApp;
 
-const ROUTES: [(&str, &str); 19] = [
+const ROUTES: [(&str, &str); 20] = [
     ("post", "/api/v1/deployments/requests/create"),
     ("get", "/api/v1/deployments/requests"),
     ("get", "/api/v1/deployments/requests/{id}"),
@@ -26,6 +26,7 @@ const ROUTES: [(&str, &str); 19] = [
         "/api/v1/deployments/{identifier}/revisions/{revision}",
     ),
     ("post", "/api/v1/deployments/{identifier}/rollback"),
+    ("post", "/api/v1/deployments/requests/{id}/cancel"),
 ];
 
 #[tokio::test]

@@ -30,6 +30,7 @@ async fn a_create_into_a_missing_namespace_fails_naming_it() {
         .await;
     assert_eq!(done["status"], "FAILURE");
     assert_eq!(done["attempts"], 1, "a permanent error is not retried");
+    assert_eq!(done["failure_code"], "namespace-missing");
     let reason = done["failure_reason"].as_str().unwrap();
     assert!(reason.contains(&missing), "{reason}");
     let (_, row) = status_and_json(app.get("alice", "/api/v1/deployments/web").await).await;
@@ -158,6 +159,10 @@ async fn an_object_the_api_server_rejects_fails_with_its_message() {
         .terminal("alice", created["id"].as_str().unwrap(), WITHIN)
         .await;
     assert_eq!(done["status"], "FAILURE", "{done}");
+    assert_eq!(
+        done["failure_code"], "invalid-object",
+        "an admission policy's refusal"
+    );
     let reason = done["failure_reason"].as_str().unwrap();
     assert!(
         reason.contains("deployments labelled forbidden are not allowed here"),
@@ -199,6 +204,7 @@ async fn an_update_behind_a_failed_create_creates_nothing() {
     assert_eq!(update["status"], "FAILURE", "{update}");
     let reason = update["failure_reason"].as_str().unwrap();
     assert!(reason.contains("CREATE failed"), "{reason}");
+    assert_eq!(update["failure_code"], "create-failed");
     assert!(cluster.deployment("web").await.is_none());
     let (_, row) = status_and_json(app.get("alice", "/api/v1/deployments/web").await).await;
     assert_eq!(row["status"], "FAILED");

@@ -2,6 +2,7 @@
 //! workers against the control plane of `make env`. Each test has its own
 //! database, stream prefix and namespace.
 
+mod cancel;
 mod cluster;
 mod crash;
 mod events;
