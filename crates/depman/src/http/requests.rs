@@ -296,15 +296,34 @@ pub struct Headers {
 pub const DEFAULT_LIMIT: i64 = 50;
 pub const MAX_LIMIT: i64 = 500;
 
-/// Checks `limit` and decodes `cursor`, naming the one that is wrong.
-pub fn paging(limit: Option<i64>, cursor: Option<&str>) -> Result<(i64, Option<Cursor>), ApiError> {
+/// The query of a list that pages but filters nothing.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct PageQuery {
+    /// 1 to 500; default 50.
+    #[param(minimum = 1, maximum = 500)]
+    pub limit: Option<i64>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+/// A page size: `limit`, or the default; 422 outside 1 to [`MAX_LIMIT`].
+pub fn page_size(limit: Option<i64>) -> Result<i64, ApiError> {
     let limit = limit.unwrap_or(DEFAULT_LIMIT);
-    if !(1..=MAX_LIMIT).contains(&limit) {
-        return Err(ApiError::invalid(
+    if (1..=MAX_LIMIT).contains(&limit) {
+        Ok(limit)
+    } else {
+        Err(ApiError::invalid(
             "limit",
             format!("must be between 1 and {MAX_LIMIT}"),
-        ));
+        ))
     }
+}
+
+/// Checks `limit` and decodes `cursor`, naming the one that is wrong.
+pub fn paging(limit: Option<i64>, cursor: Option<&str>) -> Result<(i64, Option<Cursor>), ApiError> {
+    let limit = page_size(limit)?;
     let cursor = cursor
         .map(|token| {
             Cursor::decode(token)

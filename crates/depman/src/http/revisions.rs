@@ -5,14 +5,14 @@ use axum::{Json, extract::State, response::Response};
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use utoipa::{IntoParams, ToSchema};
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::{
     body::JsonBody,
     error::{ApiError, Problem},
     extract::{Caller, IdempotencyKey, PathParam, QueryParams},
-    requests::{DEFAULT_LIMIT, DeploymentRequest, Headers, MAX_LIMIT, respond},
+    requests::{DeploymentRequest, Headers, PageQuery, page_size, respond},
     state::AppState,
 };
 use crate::{
@@ -60,24 +60,13 @@ impl Revision {
     }
 }
 
-#[derive(Debug, Deserialize, IntoParams)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-pub struct ListRevisions {
-    /// 1 to 500; default 50.
-    #[param(minimum = 1, maximum = 500)]
-    pub limit: Option<i64>,
-    /// `next_cursor` of the previous page.
-    pub cursor: Option<String>,
-}
-
 /// The deployment's revisions, newest first.
 #[utoipa::path(
     get,
     path = "/api/v1/deployments/{identifier}/revisions",
     operation_id = "list_revisions",
     tag = "deployments",
-    params(("identifier" = inline(DnsLabel), Path), ListRevisions),
+    params(("identifier" = inline(DnsLabel), Path), PageQuery),
     responses(
         (status = 200, description = "A page of revisions", body = Page<Revision>),
         (status = 404, description = "No such deployment for this user", body = Problem),
@@ -88,15 +77,9 @@ pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
     PathParam(identifier): PathParam<DnsLabel>,
-    QueryParams(query): QueryParams<ListRevisions>,
+    QueryParams(query): QueryParams<PageQuery>,
 ) -> Result<Json<Page<Revision>>, ApiError> {
-    let limit = query.limit.unwrap_or(DEFAULT_LIMIT);
-    if !(1..=MAX_LIMIT).contains(&limit) {
-        return Err(ApiError::invalid(
-            "limit",
-            format!("must be between 1 and {MAX_LIMIT}"),
-        ));
-    }
+    let limit = page_size(query.limit)?;
     let before = query.cursor.as_deref().map(decode_cursor).transpose()?;
     owned(&state, &caller, &identifier).await?;
     let mut rows = requests::revisions(

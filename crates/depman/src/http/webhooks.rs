@@ -9,14 +9,14 @@ use axum::{
 };
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use utoipa::{IntoParams, ToSchema};
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::{
     body::JsonBody,
     error::{ApiError, Problem},
     extract::{Caller, PathParam, QueryParams},
-    requests::MAX_LIMIT,
+    requests::{PageQuery, page_size},
     state::AppState,
 };
 use crate::{
@@ -279,24 +279,13 @@ pub async fn delete(
     }
 }
 
-#[derive(Debug, Deserialize, IntoParams)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-pub struct ListDeliveries {
-    /// 1 to 500; default 50.
-    #[param(minimum = 1, maximum = 500)]
-    pub limit: Option<i64>,
-    /// `next_cursor` of the previous page.
-    pub cursor: Option<String>,
-}
-
 /// A webhook's deliveries, newest event first.
 #[utoipa::path(
     get,
     path = "/api/v1/webhooks/{id}/deliveries",
     operation_id = "list_webhook_deliveries",
     tag = "events",
-    params(("id" = Uuid, Path), ListDeliveries),
+    params(("id" = Uuid, Path), PageQuery),
     responses(
         (status = 200, description = "A page of deliveries", body = Page<Delivery>),
         (status = 404, description = "No such webhook for this user", body = Problem),
@@ -307,15 +296,9 @@ pub async fn deliveries(
     State(state): State<AppState>,
     caller: Caller,
     PathParam(id): PathParam<Uuid>,
-    QueryParams(query): QueryParams<ListDeliveries>,
+    QueryParams(query): QueryParams<PageQuery>,
 ) -> Result<Json<Page<Delivery>>, ApiError> {
-    let limit = query.limit.unwrap_or(50);
-    if !(1..=MAX_LIMIT).contains(&limit) {
-        return Err(ApiError::invalid(
-            "limit",
-            format!("must be between 1 and {MAX_LIMIT}"),
-        ));
-    }
+    let limit = page_size(query.limit)?;
     let before = query
         .cursor
         .as_deref()
