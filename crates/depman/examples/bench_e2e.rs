@@ -23,11 +23,7 @@ use std::{
 
 use depman::{domain::spec::DeploymentInput, kubernetes};
 use futures::{StreamExt, stream};
-use k8s_openapi::api::core::v1::Namespace;
-use kube::{
-    Api, Client,
-    api::{DeleteParams, Patch, PatchParams},
-};
+use kube::Client;
 use serde_json::{Value, json};
 use sqlx::PgPool;
 
@@ -47,26 +43,16 @@ async fn main() -> anyhow::Result<()> {
     let run = format!("{}", chrono::Utc::now().timestamp());
     let database = format!("bench_e2e_{run}");
     let client = Client::try_default().await?;
-    let namespaces: Api<Namespace> = Api::all(client.clone());
     let (ns_depman, ns_baseline) = (
         format!("bench-depman-{run}"),
         format!("bench-baseline-{run}"),
     );
     for ns in [&ns_depman, &ns_baseline] {
-        let object = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}});
-        namespaces
-            .patch(
-                ns,
-                &PatchParams::apply("depman-bench"),
-                &Patch::Apply(object),
-            )
-            .await?;
+        common::create_namespace(&client, ns).await?;
     }
     let (mut admin, url) = common::create_database(&admin_url, &database).await?;
 
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port();
+    let port = common::free_port()?;
     let mut depman = start_depman(&depman_bin, &url, port, &run)?;
     let base = format!("http://127.0.0.1:{port}");
     let http = reqwest::Client::new();
@@ -164,7 +150,7 @@ async fn main() -> anyhow::Result<()> {
     let _ = depman.wait();
     pool.close().await;
     for ns in [&ns_depman, &ns_baseline] {
-        namespaces.delete(ns, &DeleteParams::background()).await?;
+        common::delete_namespace(&client, ns).await?;
     }
     common::drop_database(&mut admin, &database).await?;
     Ok(())

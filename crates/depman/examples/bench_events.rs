@@ -50,7 +50,7 @@ async fn main() -> anyhow::Result<()> {
     let run = Utc::now().timestamp().to_string();
     let database = format!("bench_events_{run}");
     let (mut admin, url) = common::create_database(&admin_url, &database).await?;
-    let port = free_port()?;
+    let port = common::free_port()?;
     let base = format!("http://127.0.0.1:{port}");
     let mut api = start(
         &bin,
@@ -376,10 +376,4 @@ fn start(
         .envs(env.iter().copied())
         .stdout(Stdio::null())
         .spawn()?)
-}
-
-fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
 }

@@ -30,13 +30,9 @@ use std::{
 };
 
 use futures::{StreamExt, TryStreamExt};
-use k8s_openapi::api::{
-    apps::v1::Deployment,
-    core::v1::{Namespace, Pod},
-};
+use k8s_openapi::api::{apps::v1::Deployment, core::v1::Pod};
 use kube::{
     Api, Client, ResourceExt,
-    api::{DeleteParams, Patch, PatchParams},
     runtime::{WatchStreamExt, watcher},
 };
 use serde_json::{Value, json};
@@ -55,29 +51,16 @@ type Shown = Arc<Mutex<HashMap<String, Instant>>>;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     depman::dependencies::install_crypto_provider();
-    let count: usize = std::env::var("BENCH_COUNT")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(50);
+    let count = common::setting("BENCH_COUNT", 50);
     let admin_url = std::env::var("DATABASE_URL")?;
     let depman_bin = std::env::var("DEPMAN_BIN")?;
     let run = chrono::Utc::now().timestamp().to_string();
     let database = format!("bench_outcome_{run}");
     let namespace = format!("bench-outcome-{run}");
     let client = Client::try_default().await?;
-    let namespaces: Api<Namespace> = Api::all(client.clone());
-    let object = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}});
-    namespaces
-        .patch(
-            &namespace,
-            &PatchParams::apply("depman-bench"),
-            &Patch::Apply(object),
-        )
-        .await?;
+    common::create_namespace(&client, &namespace).await?;
     let (mut admin, url) = common::create_database(&admin_url, &database).await?;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port();
+    let port = common::free_port()?;
     let mut depman = start_depman(&depman_bin, &url, port, &run, &namespace)?;
     let base = format!("http://127.0.0.1:{port}");
     let http = reqwest::Client::new();
@@ -142,9 +125,7 @@ async fn main() -> anyhow::Result<()> {
         .args(["-TERM", &depman.id().to_string()])
         .status();
     let _ = depman.wait();
-    namespaces
-        .delete(&namespace, &DeleteParams::background())
-        .await?;
+    common::delete_namespace(&client, &namespace).await?;
     common::drop_database(&mut admin, &database).await?;
     Ok(())
 }

@@ -20,10 +20,10 @@ use std::{
 };
 
 use futures::{StreamExt, stream};
-use k8s_openapi::api::{apps::v1::Deployment, core::v1::Namespace};
+use k8s_openapi::api::apps::v1::Deployment;
 use kube::{
     Api, Client,
-    api::{DeleteParams, Patch, PatchParams},
+    api::{Patch, PatchParams},
 };
 use serde_json::json;
 use sqlx::PgPool;
@@ -38,9 +38,7 @@ struct Roles {
 
 impl Roles {
     fn start(&self, role: &str) -> anyhow::Result<Child> {
-        let metrics_port = std::net::TcpListener::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port();
+        let metrics_port = common::free_port()?;
         Ok(Command::new(&self.bin)
             .arg(role)
             .env("DATABASE_URL", &self.url)
@@ -83,15 +81,7 @@ async fn main() -> anyhow::Result<()> {
     let run = chrono::Utc::now().timestamp().to_string();
     let client = Client::try_default().await?;
     let namespace = format!("bench-sync-{run}");
-    let namespaces: Api<Namespace> = Api::all(client.clone());
-    let object = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}});
-    namespaces
-        .patch(
-            &namespace,
-            &PatchParams::apply("depman-bench"),
-            &Patch::Apply(object),
-        )
-        .await?;
+    common::create_namespace(&client, &namespace).await?;
     let database = format!("bench_sync_{run}");
     let (mut admin, url) = common::create_database(&admin_url, &database).await?;
     let roles = Roles {
@@ -99,9 +89,7 @@ async fn main() -> anyhow::Result<()> {
         url: url.clone(),
         prefix: format!("bsync{run}"),
         namespace: namespace.clone(),
-        api_port: std::net::TcpListener::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port(),
+        api_port: common::free_port()?,
     };
     let mut api = roles.start("api")?;
     let base = format!("http://127.0.0.1:{}", roles.api_port);
@@ -234,9 +222,7 @@ async fn main() -> anyhow::Result<()> {
         stop(child);
     }
     pool.close().await;
-    namespaces
-        .delete(&namespace, &DeleteParams::background())
-        .await?;
+    common::delete_namespace(&client, &namespace).await?;
     common::drop_database(&mut admin, &database).await?;
     Ok(())
 }

@@ -1,9 +1,14 @@
-//! What the benchmarks share: settings from the environment, a database of
-//! their own on the local environment's server, and waiting for depman.
+//! What the benchmarks share: settings from the environment, a database and
+//! a namespace of their own, a free port, and waiting for depman.
 #![allow(dead_code)] // each benchmark uses its own part
 
 use std::time::Duration;
 
+use k8s_openapi::api::core::v1::Namespace;
+use kube::{
+    Api, Client,
+    api::{DeleteParams, Patch, PatchParams},
+};
 use sqlx::{AssertSqlSafe, Connection, PgConnection};
 
 /// A count from the environment, or `default`.
@@ -49,4 +54,33 @@ pub async fn wait_for_ping(http: &reqwest::Client, base: &str) -> anyhow::Result
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     anyhow::bail!("depman did not answer within 30 s")
+}
+
+/// Creates (or keeps) namespace `name`.
+pub async fn create_namespace(client: &Client, name: &str) -> anyhow::Result<()> {
+    let object =
+        serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}});
+    Api::<Namespace>::all(client.clone())
+        .patch(
+            name,
+            &PatchParams::apply("depman-bench"),
+            &Patch::Apply(object),
+        )
+        .await?;
+    Ok(())
+}
+
+/// Deletes namespace `name` and, in the background, all it holds.
+pub async fn delete_namespace(client: &Client, name: &str) -> anyhow::Result<()> {
+    Api::<Namespace>::all(client.clone())
+        .delete(name, &DeleteParams::background())
+        .await?;
+    Ok(())
+}
+
+/// A port nobody listens on right now.
+pub fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
 }
