@@ -10,12 +10,16 @@ use std::{
 };
 
 use chrono::Utc;
-use reqwest::{Client, redirect::Policy};
+use reqwest::{Client, Url, redirect::Policy};
 use sqlx::{PgPool, postgres::PgListener};
 
 use tokio_util::sync::CancellationToken;
 
-use super::{destination::Allowed, secret::SecretKey, signature::sign};
+use super::{
+    destination::{Allowed, Refused},
+    secret::SecretKey,
+    signature::sign,
+};
 use crate::{
     backoff, feed,
     http::events::Event,
@@ -211,13 +215,10 @@ impl Deliveries {
     }
 
     async fn send(&self, hook: &WebhookRow, secret: &str, row: &EventRow) -> Result<u16, Failure> {
-        // Checked here as well as by the resolver: an address in the URL
-        // itself is never resolved.
-        let url = self
-            .allowed
-            .check(&hook.url)
-            .await
-            .map_err(|refused| Failure::Refused(format!("refused: {refused}")))?;
+        // A name is checked by the resolver the client connects through,
+        // once per delivery; an address in the URL itself is checked here.
+        let url = Url::parse(&hook.url).map_err(|e| Failure::Error(e.to_string()))?;
+        self.allowed.check_address(&url).map_err(refused)?;
         let event = Event::from_row(row).map_err(|e| Failure::Error(format!("{e:#}")))?;
         let body = serde_json::to_vec(&event).map_err(|e| Failure::Error(e.to_string()))?;
         let timestamp = Utc::now().timestamp();
@@ -232,7 +233,10 @@ impl Deliveries {
             .body(body)
             .send()
             .await
-            .map_err(|error| Failure::Error(describe(&error)))?;
+            .map_err(|error| match refusal(&error) {
+                Some(refusal) => refused(refusal.clone()),
+                None => Failure::Error(describe(&error)),
+            })?;
         let status = response.status();
         if status.is_success() {
             Ok(status.as_u16())
@@ -240,6 +244,22 @@ impl Deliveries {
             Err(Failure::Status(status.as_u16()))
         }
     }
+}
+
+fn refused(refusal: Refused) -> Failure {
+    Failure::Refused(format!("refused: {refusal}"))
+}
+
+/// The resolver's refusal, when that is why the request failed.
+fn refusal(error: &reqwest::Error) -> Option<&Refused> {
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        if let Some(refusal) = cause.downcast_ref::<Refused>() {
+            return Some(refusal);
+        }
+        source = cause.source();
+    }
+    None
 }
 
 /// The error and its causes, without the URL (reqwest puts it first; the
@@ -282,4 +302,38 @@ fn client(allowed: &Allowed) -> anyhow::Result<Client> {
         .no_proxy()
         .user_agent(concat!("depman-webhooks/", env!("CARGO_PKG_VERSION")))
         .build()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A name that resolves inside is refused by the resolver the client
+    /// connects through, and told apart from any other failure.
+    #[tokio::test]
+    async fn a_name_resolving_inside_is_refused_at_connection() {
+        crate::dependencies::install_crypto_provider();
+        let allowed = Allowed::default();
+        let error = client(&allowed)
+            .expect("a client")
+            .get("http://localhost:9/hook")
+            .send()
+            .await
+            .expect_err("refused");
+        assert!(
+            matches!(refusal(&error), Some(Refused::Inside { .. })),
+            "{error:?}"
+        );
+        let loopback = Allowed::new(&["localhost".into()]);
+        let error = client(&loopback)
+            .expect("a client")
+            .get("http://localhost:9/hook")
+            .send()
+            .await
+            .expect_err("nothing listens on port 9");
+        assert!(
+            refusal(&error).is_none(),
+            "allowed, merely closed: {error:?}"
+        );
+    }
 }

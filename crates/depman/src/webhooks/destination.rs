@@ -90,15 +90,36 @@ impl Allowed {
         if addresses.is_empty() {
             return Err(Refused::Unresolvable(host.to_owned()));
         }
-        if !self.allows(bare)
-            && let Some(inside) = addresses.iter().find(|a| is_inside(a.ip()))
-        {
-            return Err(Refused::Inside {
-                host: host.to_owned(),
-                address: inside.ip(),
-            });
-        }
+        self.refuse_inside(host, addresses.iter().map(SocketAddr::ip))?;
         Ok(addresses)
+    }
+
+    /// The check of an address written in the URL itself, which a
+    /// delivery's resolver never sees (it resolves names only).
+    pub fn check_address(&self, url: &Url) -> Result<(), Refused> {
+        let host = url.host_str().unwrap_or_default();
+        match host.trim_start_matches('[').trim_end_matches(']').parse() {
+            Ok(address) => self.refuse_inside(host, [address].into_iter()),
+            Err(_) => Ok(()),
+        }
+    }
+
+    /// Refused if any of `addresses` is inside and `host` is not allowed.
+    fn refuse_inside(
+        &self,
+        host: &str,
+        mut addresses: impl Iterator<Item = IpAddr>,
+    ) -> Result<(), Refused> {
+        if self.allows(host) {
+            return Ok(());
+        }
+        match addresses.find(|address| is_inside(*address)) {
+            Some(address) => Err(Refused::Inside {
+                host: host.to_owned(),
+                address,
+            }),
+            None => Ok(()),
+        }
     }
 }
 
