@@ -153,7 +153,7 @@ struct OutcomeLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct SyncLabels {
+struct ByOutcome {
     outcome: &'static str,
 }
 
@@ -163,7 +163,7 @@ pub struct WorkerMetrics {
     apply_latency: Histogram,
     retries: Counter,
     dead_letters: Counter,
-    synced: Family<SyncLabels, Counter>,
+    synced: Family<ByOutcome, Counter>,
     sync_lag: Histogram,
 }
 
@@ -239,7 +239,7 @@ impl WorkerMetrics {
     /// One sync event handled; `lag` is how long ago the watcher saw the
     /// change it wrote, `None` when it wrote nothing.
     pub fn synced(&self, outcome: &'static str, lag: Option<chrono::TimeDelta>) {
-        self.synced.get_or_create(&SyncLabels { outcome }).inc();
+        self.synced.get_or_create(&ByOutcome { outcome }).inc();
         if let Some(lag) = lag {
             self.sync_lag.observe(lag.as_seconds_f64().max(0.0));
         }
@@ -350,7 +350,7 @@ impl EventMetrics {
 
 #[derive(Clone)]
 pub struct WebhookMetrics {
-    deliveries: Family<SyncLabels, Counter>,
+    deliveries: Family<ByOutcome, Counter>,
     lag: Histogram,
 }
 
@@ -372,7 +372,7 @@ impl WebhookMetrics {
     }
 
     pub fn attempted(&self, outcome: &'static str) {
-        self.deliveries.get_or_create(&SyncLabels { outcome }).inc();
+        self.deliveries.get_or_create(&ByOutcome { outcome }).inc();
     }
 
     pub fn delivered(&self, occurred_on: chrono::DateTime<chrono::Utc>) {

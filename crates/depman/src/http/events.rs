@@ -73,8 +73,8 @@ pub struct FieldChange {
 }
 
 impl Event {
-    /// The event as shown; `None` for a row this version cannot read (a
-    /// type it does not know).
+    /// The event as shown; an error for a row this version cannot read (a
+    /// type it does not know, data that is not the row it should be).
     pub fn from_row(row: &EventRow) -> Result<Self, anyhow::Error> {
         let kind = EventType::parse(&row.kind)
             .ok_or_else(|| anyhow::anyhow!("unknown event type `{}`", row.kind))?;

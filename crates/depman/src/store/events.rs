@@ -78,6 +78,23 @@ impl TryFrom<String> for XidText {
     }
 }
 
+/// A position as a query returns it (`xid::text AS xid, seq`).
+#[derive(Debug, FromRow)]
+struct StoredPosition {
+    #[sqlx(try_from = "String")]
+    xid: XidText,
+    seq: i64,
+}
+
+impl From<StoredPosition> for Position {
+    fn from(stored: StoredPosition) -> Self {
+        Self {
+            xid: stored.xid.0,
+            seq: stored.seq,
+        }
+    }
+}
+
 const COLUMNS: &str = "xid::text AS xid, seq, type, occurred_on, user_id, identifier, request_id, actor, data, changes";
 
 /// Below this, every transaction has ended: no event can still appear.
@@ -121,19 +138,13 @@ pub async fn read(
 /// The newest position readable now: where a reader that wants only what
 /// happens from now on starts.
 pub async fn head(db: impl PgExecutor<'_>) -> Result<Position, sqlx::Error> {
-    let newest: Option<(String, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT xid::text, seq FROM events WHERE xid < {HORIZON} ORDER BY xid DESC, seq DESC LIMIT 1"
+    let newest: Option<StoredPosition> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT xid::text AS xid, seq FROM events WHERE xid < {HORIZON}
+         ORDER BY xid DESC, seq DESC LIMIT 1"
     )))
     .fetch_optional(db)
     .await?;
-    Ok(newest
-        .and_then(|(xid, seq)| {
-            Some(Position {
-                xid: xid.parse().ok()?,
-                seq,
-            })
-        })
-        .unwrap_or(Position::START))
+    Ok(newest.map_or(Position::START, Position::from))
 }
 
 /// Whether committed events wait above the horizon (an older transaction is
@@ -149,15 +160,11 @@ pub async fn held_back(db: impl PgExecutor<'_>) -> Result<bool, sqlx::Error> {
 /// The newest position pruned, if any: a cursor before it may have missed
 /// events.
 pub async fn pruned_through(db: impl PgExecutor<'_>) -> Result<Option<Position>, sqlx::Error> {
-    let pruned: Option<(String, i64)> = sqlx::query_as("SELECT xid::text, seq FROM events_pruned")
-        .fetch_optional(db)
-        .await?;
-    Ok(pruned.and_then(|(xid, seq)| {
-        Some(Position {
-            xid: xid.parse().ok()?,
-            seq,
-        })
-    }))
+    let pruned: Option<StoredPosition> =
+        sqlx::query_as("SELECT xid::text AS xid, seq FROM events_pruned")
+            .fetch_optional(db)
+            .await?;
+    Ok(pruned.map(Position::from))
 }
 
 /// Removes up to `batch` of the oldest events that happened more than
