@@ -14,7 +14,7 @@ IMAGE ?= depman:dev
 OVERLAY ?= dev
 
 .PHONY: help env env-down env-status dev run run-worker run-watcher test build build-tests lint fmt \
-	docker-build k8s-deploy k8s-delete bench-api bench-e2e bench-sync bench-outcome bench-events fuzz
+	docker-build k8s-deploy k8s-delete bench-api bench-e2e bench-sync bench-outcome bench-events bench-dry-run fuzz
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -85,6 +85,10 @@ bench-outcome: env ## POST to a truthful rollout outcome, per chaos image, again
 bench-events: env ## SSE subscribers and a webhook under 200 CREATEs/s: commit-to-arrival p50/p99, api CPU and memory per subscriber
 	@cargo build --locked --release --bin depman --example bench_events -q
 	@ulimit -n 8192 2>/dev/null; $(WITH_ENV) DEPMAN_BIN=$(CARGO_TARGET_DIR)/release/depman $(CARGO_TARGET_DIR)/release/examples/bench_events
+
+bench-dry-run: env ## dry runs through depman at 16 clients next to kube-rs dry-run applies straight to the API server
+	@cargo build --locked --release --bin depman --example bench_dry_run -q
+	@$(WITH_ENV) DEPMAN_BIN=$(CARGO_TARGET_DIR)/release/depman $(CARGO_TARGET_DIR)/release/examples/bench_dry_run
 
 fuzz: env ## schemathesis over the served OpenAPI document, all checks (FUZZ_SECONDS=240)
 	@scripts/fuzz.sh

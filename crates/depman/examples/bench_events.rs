@@ -20,7 +20,7 @@
 //!    extra memory.
 
 mod common;
-use common::{setting, wait_for_ping};
+use common::{percentile, setting, wait_for_ping};
 
 use std::{
     process::{Child, Command, Stdio},
@@ -338,15 +338,6 @@ impl Usage {
     fn rss_mib(&self) -> f64 {
         self.rss_kib as f64 / 1024.0
     }
-}
-
-fn percentile(samples: &[f64], p: f64) -> f64 {
-    let mut sorted = samples.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    sorted
-        .get(((sorted.len() as f64 * p) as usize).min(sorted.len().saturating_sub(1)))
-        .copied()
-        .unwrap_or(f64::NAN)
 }
 
 fn report(label: &str, samples: &[f64]) {

@@ -99,6 +99,27 @@ pub async fn create(
     )))
 }
 
+/// The desired spec `input` would record, checked as [`create`] checks it
+/// (a taken identifier is a conflict); nothing is recorded. A generated
+/// identifier is drawn for the dry run only: the real CREATE draws its own.
+pub async fn preview_create(
+    pool: &PgPool,
+    user_id: Uuid,
+    input: DeploymentInput,
+) -> Result<DeploymentSpec, AcceptError> {
+    let generated = input.identifier.is_none();
+    let spec = input
+        .validate(generated_identifier)
+        .map_err(AcceptError::Invalid)?;
+    if !generated && deployments::taken(pool, user_id, &spec.identifier).await? {
+        return Err(AcceptError::Conflict(format!(
+            "identifier `{}` is already taken",
+            spec.identifier
+        )));
+    }
+    Ok(spec)
+}
+
 /// Tries at a free generated identifier: with 27^5 suffixes per name, even a
 /// name used a million times finds one within a few.
 const GENERATION_ATTEMPTS: usize = 8;
@@ -107,26 +128,31 @@ fn violates(error: &sqlx::Error, constraint: &str) -> bool {
     matches!(error, sqlx::Error::Database(db) if db.constraint() == Some(constraint))
 }
 
+/// An UPDATE or DELETE not yet recorded: which deployment it is for, what
+/// it does, and how it makes the next desired spec of the current one.
+/// [`record`] carries it out; [`preview`] only shows its spec.
+pub struct Proposal<'a> {
+    target: Target<'a>,
+    change: Change,
+    fingerprint: String,
+    next: Box<NextSpec<'a>>,
+}
+
+type NextSpec<'a> =
+    dyn FnOnce(&DeploymentSpec) -> Result<DeploymentSpec, Vec<FieldError>> + Send + 'a;
+
 /// An UPDATE of the deployment that request `target` belongs to: `patch` is
 /// merged into its desired spec (RFC 7386: objects merge, `null` removes).
-pub async fn update(
-    pool: &PgPool,
-    asker: Asker<'_>,
-    target: Uuid,
-    patch: Map<String, Value>,
-) -> Result<Accepted, AcceptError> {
+pub fn update(target: Uuid, patch: Map<String, Value>) -> Result<Proposal<'static>, AcceptError> {
     check_patch_fields(&patch).map_err(AcceptError::Invalid)?;
     let patch = Value::Object(patch);
-    let fingerprint = fingerprint(&format!("UPDATE {target}"), &patch);
-    change(
-        pool,
-        asker,
-        Target::Request(target),
-        Change::Update {
+    Ok(Proposal {
+        target: Target::Request(target),
+        change: Change::Update {
             rolled_back_to: None,
         },
-        &fingerprint,
-        |current| {
+        fingerprint: fingerprint(&format!("UPDATE {target}"), &patch),
+        next: Box::new(move |current| {
             let mut merged = serde_json::to_value(current).unwrap_or_default();
             merge_patch(&mut merged, &patch);
             let input: DeploymentInput =
@@ -137,39 +163,29 @@ pub async fn update(
                     )]
                 })?;
             input.validate(|_| current.identifier.clone())
-        },
-    )
-    .await
+        }),
+    })
 }
 
 /// A DELETE of the deployment that request `target` belongs to.
-pub async fn delete(
-    pool: &PgPool,
-    asker: Asker<'_>,
-    target: Uuid,
-) -> Result<Accepted, AcceptError> {
-    let fingerprint = fingerprint(&format!("DELETE {target}"), &Value::Null);
-    change(
-        pool,
-        asker,
-        Target::Request(target),
-        Change::Delete,
-        &fingerprint,
-        |current| Ok(current.clone()),
-    )
-    .await
+pub fn delete(target: Uuid) -> Proposal<'static> {
+    Proposal {
+        target: Target::Request(target),
+        change: Change::Delete,
+        fingerprint: fingerprint(&format!("DELETE {target}"), &Value::Null),
+        next: Box::new(|current| Ok(current.clone())),
+    }
 }
 
 /// An UPDATE of the user's deployment `identifier` back to the spec of its
 /// revision `revision` (as `requests::revisions` numbers them).
-pub async fn rollback(
+pub async fn rollback<'a>(
     pool: &PgPool,
-    asker: Asker<'_>,
-    identifier: &str,
+    user_id: Uuid,
+    identifier: &'a str,
     revision: i64,
-) -> Result<Accepted, AcceptError> {
-    let fingerprint = fingerprint(&format!("ROLLBACK {identifier}"), &Value::from(revision));
-    let target = requests::revisions(pool, asker.user_id, identifier, None, Some(revision), 1)
+) -> Result<Proposal<'a>, AcceptError> {
+    let target = requests::revisions(pool, user_id, identifier, None, Some(revision), 1)
         .await?
         .pop()
         .ok_or_else(|| {
@@ -178,16 +194,14 @@ pub async fn rollback(
             ))
         })?;
     let spec = target.request.spec.0;
-    let rolled_back_to = i32::try_from(revision).ok();
-    change(
-        pool,
-        asker,
-        Target::Identifier(identifier),
-        Change::Update { rolled_back_to },
-        &fingerprint,
-        |_| Ok(spec),
-    )
-    .await
+    Ok(Proposal {
+        target: Target::Identifier(identifier),
+        change: Change::Update {
+            rolled_back_to: i32::try_from(revision).ok(),
+        },
+        fingerprint: fingerprint(&format!("ROLLBACK {identifier}"), &Value::from(revision)),
+        next: Box::new(|_| Ok(spec)),
+    })
 }
 
 /// Which deployment a change is for: the one a request belongs to, or one
@@ -204,51 +218,21 @@ enum Change {
     Delete,
 }
 
-/// An UPDATE or DELETE: locks the deployment, checks it can still change,
-/// and records the request with the spec `next` makes of the current one.
-/// A deployment that is not the user's is not found.
-async fn change(
+/// Records `proposal`: locks the deployment, checks it can still change,
+/// and records the request with the spec the proposal makes of the current
+/// one. A deployment that is not the user's is not found.
+pub async fn record(
     pool: &PgPool,
     asker: Asker<'_>,
-    target: Target<'_>,
-    change: Change,
-    fingerprint: &str,
-    next: impl FnOnce(&DeploymentSpec) -> Result<DeploymentSpec, Vec<FieldError>>,
+    proposal: Proposal<'_>,
 ) -> Result<Accepted, AcceptError> {
     let mut tx = pool.begin().await?;
     if let Some(earlier) = requests::find_by_key(&mut *tx, asker.user_id, asker.key).await? {
-        return replay(earlier, fingerprint);
+        return replay(earlier, &proposal.fingerprint);
     }
-    let not_found = || match target {
-        Target::Request(id) => AcceptError::NotFound(format!("request {id} not found")),
-        Target::Identifier(identifier) => {
-            AcceptError::NotFound(format!("deployment `{identifier}` not found"))
-        }
-    };
-    let identifier = match target {
-        Target::Request(id) => {
-            requests::find(&mut *tx, asker.user_id, id)
-                .await?
-                .ok_or_else(not_found)?
-                .identifier
-        }
-        Target::Identifier(identifier) => identifier.to_owned(),
-    };
-    let current = deployments::lock(&mut tx, asker.user_id, &identifier)
-        .await?
-        .ok_or_else(not_found)?;
-    if current.status.is_gone() {
-        return Err(AcceptError::Conflict(format!(
-            "deployment `{identifier}` is {:?}: there is nothing to change",
-            current.status
-        )));
-    }
-    if requests::delete_pending(&mut tx, &identifier).await? {
-        return Err(AcceptError::Conflict(format!(
-            "deployment `{identifier}` is being deleted"
-        )));
-    }
-    let spec = next(&current.spec).map_err(AcceptError::Invalid)?;
+    let fingerprint = proposal.fingerprint.clone();
+    let change = proposal.change;
+    let (identifier, spec) = next_spec(&mut tx, asker.user_id, proposal).await?;
     let (request_type, rolled_back_to) = match change {
         Change::Update { rolled_back_to } => (RequestType::Update, rolled_back_to),
         Change::Delete => (RequestType::Delete, None),
@@ -261,16 +245,68 @@ async fn change(
         request_type,
         spec: &spec,
         sequence,
-        fingerprint,
+        fingerprint: &fingerprint,
         rolled_back_to,
     };
-    record(tx, pool, asker, new).await
+    insert(tx, pool, asker, new).await
+}
+
+/// The desired spec `proposal` would record, checked as [`record`] checks
+/// it; nothing is recorded.
+pub async fn preview(
+    pool: &PgPool,
+    user_id: Uuid,
+    proposal: Proposal<'_>,
+) -> Result<DeploymentSpec, AcceptError> {
+    let mut tx = pool.begin().await?;
+    let (_, spec) = next_spec(&mut tx, user_id, proposal).await?;
+    tx.rollback().await?;
+    Ok(spec)
+}
+
+/// The deployment `proposal` is for, locked, and its next desired spec.
+async fn next_spec(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    user_id: Uuid,
+    proposal: Proposal<'_>,
+) -> Result<(String, DeploymentSpec), AcceptError> {
+    let not_found = || match proposal.target {
+        Target::Request(id) => AcceptError::NotFound(format!("request {id} not found")),
+        Target::Identifier(identifier) => {
+            AcceptError::NotFound(format!("deployment `{identifier}` not found"))
+        }
+    };
+    let identifier = match proposal.target {
+        Target::Request(id) => {
+            requests::find(&mut **tx, user_id, id)
+                .await?
+                .ok_or_else(not_found)?
+                .identifier
+        }
+        Target::Identifier(identifier) => identifier.to_owned(),
+    };
+    let current = deployments::lock(tx, user_id, &identifier)
+        .await?
+        .ok_or_else(not_found)?;
+    if current.status.is_gone() {
+        return Err(AcceptError::Conflict(format!(
+            "deployment `{identifier}` is {:?}: there is nothing to change",
+            current.status
+        )));
+    }
+    if requests::delete_pending(tx, &identifier).await? {
+        return Err(AcceptError::Conflict(format!(
+            "deployment `{identifier}` is being deleted"
+        )));
+    }
+    let spec = (proposal.next)(&current.spec).map_err(AcceptError::Invalid)?;
+    Ok((identifier, spec))
 }
 
 /// Inserts the request and its outbox row, and commits. When a concurrent
 /// request with the same key committed first, this one is rolled back and
 /// answered as a replay of that one.
-async fn record(
+async fn insert(
     mut tx: sqlx::Transaction<'_, sqlx::Postgres>,
     pool: &PgPool,
     asker: Asker<'_>,

@@ -40,6 +40,8 @@ impl Api {
             feed: EventFeed::new(deps.metrics.events.clone()),
             webhook_key: webhooks.webhook_key.clone(),
             webhook_hosts: Allowed::new(&webhooks.webhook_allowed_hosts),
+            names: deps.names.clone(),
+            dry_run_timeout: settings.dry_run_timeout,
         };
         let relay = Relay::new(
             deps.pool.clone(),

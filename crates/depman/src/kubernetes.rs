@@ -18,7 +18,8 @@ use k8s_openapi::{
 };
 use kube::{
     Api, Client,
-    api::{DeleteParams, Patch, PatchParams},
+    api::{DeleteParams, GetParams, Patch, PatchParams},
+    core::Status,
 };
 use uuid::Uuid;
 
@@ -186,21 +187,180 @@ const INVALID_OBJECT: &str = "invalid-object";
 
 pub fn classify(error: kube::Error) -> ApplyError {
     match error {
-        kube::Error::Api(status) => {
-            let reason = format!("{} ({}): {}", status.reason, status.code, status.message);
-            match status.code {
-                400 | 422 => ApplyError::Permanent(INVALID_OBJECT, reason),
-                403 => ApplyError::Permanent("forbidden", reason),
-                // The Deployment is applied, not read: what is missing is
-                // its namespace.
-                404 => ApplyError::Permanent("namespace-missing", reason),
-                405 | 406 | 413 | 415 => ApplyError::Permanent("rejected", reason),
-                _ => ApplyError::Transient(reason),
-            }
-        }
+        kube::Error::Api(status) => classify_status(&status),
         kube::Error::SerdeError(error) => ApplyError::Permanent(INVALID_OBJECT, error.to_string()),
         other => ApplyError::Transient(format!("Kubernetes API unreachable: {other}")),
     }
+}
+
+fn classify_status(status: &Status) -> ApplyError {
+    let reason = format!("{} ({}): {}", status.reason, status.code, status.message);
+    match status.code {
+        400 | 422 => ApplyError::Permanent(INVALID_OBJECT, reason),
+        403 => ApplyError::Permanent("forbidden", reason),
+        // The Deployment is applied, not read: what is missing is its
+        // namespace.
+        404 => ApplyError::Permanent("namespace-missing", reason),
+        405 | 406 | 413 | 415 => ApplyError::Permanent("rejected", reason),
+        _ => ApplyError::Transient(reason),
+    }
+}
+
+/// What the API server answered a dry run: the object as it would be (none
+/// for a delete), the warnings it gave, or its refusal with the fields it
+/// named.
+#[derive(Debug)]
+pub struct DryRun {
+    pub object: Option<serde_json::Value>,
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug)]
+pub struct Refusal {
+    pub error: ApplyError,
+    /// `(field, message)` for each cause the API server gave.
+    pub causes: Vec<(String, String)>,
+}
+
+/// The live Deployment as the API server stores it, or `None` when there is
+/// none.
+pub async fn live(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+) -> Result<Option<serde_json::Value>, Refusal> {
+    let request = deployments_path(namespace)
+        .get(name, &GetParams::default())
+        .map_err(unbuildable)?;
+    match send(client, request).await {
+        Ok(answer) => Ok(answer.object),
+        Err(Refusal {
+            error: ApplyError::Permanent("namespace-missing", _),
+            ..
+        }) => Ok(None),
+        Err(refusal) => Err(refusal),
+    }
+}
+
+/// [`apply`] with `dryRun=All`: admission, quotas and validation run, and
+/// nothing is stored.
+pub async fn dry_run_apply(client: &Client, deployment: &Deployment) -> Result<DryRun, Refusal> {
+    let namespace = deployment
+        .metadata
+        .namespace
+        .as_deref()
+        .unwrap_or("default");
+    let name = deployment.metadata.name.as_deref().unwrap_or_default();
+    let mut object = serde_json::to_value(deployment).map_err(|e| Refusal {
+        error: ApplyError::Permanent(INVALID_OBJECT, e.to_string()),
+        causes: Vec::new(),
+    })?;
+    object["apiVersion"] = "apps/v1".into();
+    object["kind"] = "Deployment".into();
+    let params = PatchParams::apply(FIELD_MANAGER).force().dry_run();
+    let request = deployments_path(namespace)
+        .patch(name, &params, &Patch::Apply(object))
+        .map_err(unbuildable)?;
+    send(client, request).await
+}
+
+/// [`delete`] with `dryRun=All`; one that is already gone would be deleted.
+pub async fn dry_run_delete(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+) -> Result<DryRun, Refusal> {
+    let params = DeleteParams {
+        dry_run: true,
+        ..DeleteParams::background()
+    };
+    let request = deployments_path(namespace)
+        .delete(name, &params)
+        .map_err(unbuildable)?;
+    match send(client, request).await {
+        Ok(answer) => Ok(DryRun {
+            object: None,
+            warnings: answer.warnings,
+        }),
+        Err(Refusal {
+            error: ApplyError::Permanent("namespace-missing", _),
+            ..
+        }) => Ok(DryRun {
+            object: None,
+            warnings: Vec::new(),
+        }),
+        Err(refusal) => Err(refusal),
+    }
+}
+
+fn deployments_path(namespace: &str) -> kube::core::Request {
+    kube::core::Request::new(format!("/apis/apps/v1/namespaces/{namespace}/deployments"))
+}
+
+fn unbuildable(error: kube::core::request::Error) -> Refusal {
+    Refusal {
+        error: ApplyError::Permanent(INVALID_OBJECT, error.to_string()),
+        causes: Vec::new(),
+    }
+}
+
+/// Sends a request the typed API cannot: its `Warning` headers are read, as
+/// `kubectl` prints them.
+async fn send(client: &Client, request: http::Request<Vec<u8>>) -> Result<DryRun, Refusal> {
+    use http_body_util::BodyExt;
+    let unreachable = |error: &dyn std::fmt::Display| Refusal {
+        error: ApplyError::Transient(format!("Kubernetes API unreachable: {error}")),
+        causes: Vec::new(),
+    };
+    let response = client
+        .send(request.map(kube::client::Body::from))
+        .await
+        .map_err(|e| unreachable(&e))?;
+    let status = response.status();
+    let warnings = response
+        .headers()
+        .get_all(http::header::WARNING)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .filter_map(warning_text)
+        .collect();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| unreachable(&e))?
+        .to_bytes();
+    if status.is_success() {
+        let object = serde_json::from_slice(&body).map_err(|e| unreachable(&e))?;
+        return Ok(DryRun {
+            object: Some(object),
+            warnings,
+        });
+    }
+    let status: Status = serde_json::from_slice(&body).unwrap_or_else(|_| Status {
+        code: status.as_u16(),
+        reason: status.canonical_reason().unwrap_or_default().to_owned(),
+        message: String::from_utf8_lossy(&body).into_owned(),
+        ..Default::default()
+    });
+    let causes = status
+        .details
+        .iter()
+        .flat_map(|details| &details.causes)
+        .filter(|cause| !cause.field.is_empty())
+        .map(|cause| (cause.field.clone(), cause.message.clone()))
+        .collect();
+    Err(Refusal {
+        error: classify_status(&status),
+        causes,
+    })
+}
+
+/// The text of a `Warning` header (RFC 7234: `299 - "text"`).
+fn warning_text(header: &str) -> Option<String> {
+    let quoted = header.splitn(3, ' ').nth(2)?.trim();
+    let text = quoted.strip_prefix('"')?.strip_suffix('"')?;
+    Some(text.replace("\\\"", "\"").replace("\\\\", "\\"))
 }
 
 #[cfg(test)]
@@ -268,6 +428,16 @@ mod tests {
         );
         assert_eq!(container["command"], json!(["nginx"]));
         assert_eq!(container["args"], json!(["-g", "daemon off;"]));
+    }
+
+    #[test]
+    fn warnings_are_read_as_kubectl_prints_them() {
+        assert_eq!(
+            warning_text(r#"299 - "spec.replicas: more than 3 need a \"review\"""#).as_deref(),
+            Some(r#"spec.replicas: more than 3 need a "review""#)
+        );
+        assert_eq!(warning_text("299 -"), None);
+        assert_eq!(warning_text("not a warning"), None);
     }
 
     #[test]

@@ -10,6 +10,7 @@ pub mod db;
 pub mod dependencies;
 pub mod dlq;
 pub mod domain;
+pub mod dry_run;
 pub mod feed;
 pub mod http;
 pub mod kubernetes;

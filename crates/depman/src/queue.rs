@@ -68,6 +68,16 @@ impl Names {
         format!("{}.dead.{identifier}", self.prefix)
     }
 
+    /// Where the api asks workers for dry runs (core NATS request/reply).
+    pub fn dry_run_subject(&self) -> String {
+        format!("{}.dry-run", self.prefix)
+    }
+
+    /// The queue group that makes one worker answer each dry run.
+    pub fn dry_run_group(&self) -> String {
+        format!("{}_dry_run", self.prefix)
+    }
+
     pub fn worker_consumer(&self) -> String {
         format!("{}_worker", self.prefix)
     }

@@ -161,6 +161,9 @@ pub struct ApiSettings {
     /// Address the HTTP API listens on.
     #[arg(long, env = "DEPMAN_HTTP_ADDR", default_value = "127.0.0.1:8080")]
     pub http_addr: SocketAddr,
+    /// How long a dry run waits for a worker's answer before it is a 503.
+    #[arg(long, env = "DEPMAN_DRY_RUN_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub dry_run_timeout: Duration,
 }
 
 /// Where a role without the API serves `/metrics` and `/healthz`; `depman

@@ -2,6 +2,7 @@
 //! everything past the HTTP edge takes these types.
 
 pub mod diagnosis;
+pub mod diff;
 pub mod event;
 pub mod image;
 pub mod json;
@@ -14,11 +15,11 @@ pub mod spec;
 pub mod status;
 pub mod workload;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 /// One problem with one field of the input.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct FieldError {
     /// The field, as a path into the body (`ports[0].container_port`), or the
     /// header (`X-User-ID`).

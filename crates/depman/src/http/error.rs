@@ -37,6 +37,15 @@ pub enum ApiError {
     /// A feature the server was not configured for.
     #[error("{0}")]
     NotConfigured(String),
+    /// The API server refused a dry run's object: the apply would fail so.
+    #[error("Kubernetes refused the object: {message}")]
+    Refused {
+        message: String,
+        causes: Vec<FieldError>,
+    },
+    /// No worker answered a dry run, or Kubernetes could not.
+    #[error("{0}")]
+    DryRunUnavailable(String),
     #[error("{dependency} is unavailable")]
     Unavailable {
         dependency: &'static str,
@@ -66,6 +75,8 @@ impl ApiError {
             }
             Self::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload-too-large"),
             Self::Invalid(_) => (StatusCode::UNPROCESSABLE_ENTITY, "validation-failed"),
+            Self::Refused { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "refused-by-kubernetes"),
+            Self::DryRunUnavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "dry-run-unavailable"),
             Self::KeyReused(_) => (StatusCode::UNPROCESSABLE_ENTITY, "idempotency-key-reused"),
             Self::NotFound(_) => (StatusCode::NOT_FOUND, "not-found"),
             Self::MethodNotAllowed(_) => (StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed"),
@@ -117,7 +128,7 @@ impl IntoResponse for ApiError {
             other => other.to_string(),
         };
         let errors = match self {
-            Self::Invalid(errors) => errors,
+            Self::Invalid(errors) | Self::Refused { causes: errors, .. } => errors,
             _ => Vec::new(),
         };
         let problem = Problem {
@@ -146,6 +157,18 @@ impl From<crate::cancel::CancelError> for ApiError {
                 Self::Conflict(error.to_string())
             }
             CancelError::Database(error) => error.into(),
+        }
+    }
+}
+
+impl From<crate::dry_run::DryRunError> for ApiError {
+    fn from(error: crate::dry_run::DryRunError) -> Self {
+        use crate::dry_run::DryRunError;
+        match error {
+            DryRunError::Refused {
+                message, causes, ..
+            } => Self::Refused { message, causes },
+            DryRunError::Unavailable(message) => Self::DryRunUnavailable(message),
         }
     }
 }

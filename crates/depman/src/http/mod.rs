@@ -4,6 +4,7 @@
 
 pub mod body;
 pub mod deployments;
+pub mod dry_run;
 pub mod error;
 pub mod events;
 pub mod extract;

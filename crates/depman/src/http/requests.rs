@@ -17,6 +17,7 @@ use uuid::Uuid;
 
 use super::{
     body::JsonBody,
+    dry_run::{self, DryRunQuery, RequestOrDryRun},
     error::{ApiError, Problem},
     extract::{Caller, IdempotencyKey, PathParam, QueryParams},
     state::AppState,
@@ -31,6 +32,7 @@ use crate::{
         spec::{DeploymentInput, DeploymentPatch, DeploymentSpec},
         status::{RequestStatus, RequestType},
     },
+    dry_run::Operation,
     store::{
         paging::{Cursor, Page},
         requests::{self, Filter, RequestRow},
@@ -94,24 +96,30 @@ impl From<RequestRow> for DeploymentRequest {
     path = "/api/v1/deployments/requests/create",
     operation_id = "create_request",
     tag = "requests",
-    params(Headers),
+    params(Headers, DryRunQuery),
     request_body = DeploymentInput,
     responses(
         (status = 202, description = "Accepted", body = DeploymentRequest),
-        (status = 200, description = "Replay of an earlier request with the same X-Request-ID and body", body = DeploymentRequest),
+        (status = 200, description = "Replay of an earlier request with the same X-Request-ID and body; or, with `dry_run=true`, what would be applied", body = RequestOrDryRun),
         (status = 400, description = "The body is not a JSON object", body = Problem),
         (status = 409, description = "The identifier is taken", body = Problem),
         (status = 413, description = "The body is over 64 KiB", body = Problem),
         (status = 415, description = "The body is not JSON", body = Problem),
-        (status = 422, description = "A field is invalid, or X-Request-ID is malformed or was used for another request", body = Problem),
+        (status = 422, description = "A field is invalid, X-Request-ID is malformed or was used for another request, or (dry run) Kubernetes refused the object", body = Problem),
+        (status = 503, description = "PostgreSQL is unavailable, or (dry run) no worker answered in time or Kubernetes is unreachable", body = Problem),
     )
 )]
 pub async fn create(
     State(state): State<AppState>,
     caller: Caller,
     key: IdempotencyKey,
+    QueryParams(query): QueryParams<DryRunQuery>,
     JsonBody(input): JsonBody<DeploymentInput>,
 ) -> Result<Response, ApiError> {
+    if query.wanted() {
+        let spec = accept::preview_create(&state.pool, caller.id, input).await?;
+        return dry_run::answer(&state, &caller, Operation::Apply, spec).await;
+    }
     let accepted = accept::create(&state.pool, asker(&caller, &key), input).await?;
     Ok(respond(accepted))
 }
@@ -123,17 +131,18 @@ pub async fn create(
     path = "/api/v1/deployments/requests/{id}",
     operation_id = "update_request",
     tag = "requests",
-    params(("id" = Uuid, Path, description = "Any request of the deployment"), Headers),
+    params(("id" = Uuid, Path, description = "Any request of the deployment"), Headers, DryRunQuery),
     request_body = DeploymentPatch,
     responses(
         (status = 202, description = "Accepted; the new request carries the full merged spec", body = DeploymentRequest),
-        (status = 200, description = "Replay of an earlier request", body = DeploymentRequest),
+        (status = 200, description = "Replay of an earlier request; or, with `dry_run=true`, what would be applied", body = RequestOrDryRun),
         (status = 400, description = "The body is not a JSON object", body = Problem),
         (status = 404, description = "No such request for this user", body = Problem),
         (status = 409, description = "The deployment is deleted, failed or being deleted", body = Problem),
         (status = 413, description = "The body is over 64 KiB", body = Problem),
         (status = 415, description = "The body is not JSON", body = Problem),
-        (status = 422, description = "A field is invalid or cannot change, `id` is not a UUID, or X-Request-ID is malformed or was used for another request", body = Problem),
+        (status = 422, description = "A field is invalid or cannot change, `id` is not a UUID, X-Request-ID is malformed or was used for another request, or (dry run) Kubernetes refused the object", body = Problem),
+        (status = 503, description = "PostgreSQL is unavailable, or (dry run) no worker answered in time or Kubernetes is unreachable", body = Problem),
     )
 )]
 pub async fn update(
@@ -141,9 +150,15 @@ pub async fn update(
     caller: Caller,
     key: IdempotencyKey,
     PathParam(id): PathParam<Uuid>,
+    QueryParams(query): QueryParams<DryRunQuery>,
     JsonBody(patch): JsonBody<Map<String, Value>>,
 ) -> Result<Response, ApiError> {
-    let accepted = accept::update(&state.pool, asker(&caller, &key), id, patch).await?;
+    let proposal = accept::update(id, patch)?;
+    if query.wanted() {
+        let spec = accept::preview(&state.pool, caller.id, proposal).await?;
+        return dry_run::answer(&state, &caller, Operation::Apply, spec).await;
+    }
+    let accepted = accept::record(&state.pool, asker(&caller, &key), proposal).await?;
     Ok(respond(accepted))
 }
 
@@ -153,13 +168,14 @@ pub async fn update(
     path = "/api/v1/deployments/requests/{id}",
     operation_id = "delete_request",
     tag = "requests",
-    params(("id" = Uuid, Path, description = "Any request of the deployment"), Headers),
+    params(("id" = Uuid, Path, description = "Any request of the deployment"), Headers, DryRunQuery),
     responses(
         (status = 202, description = "Accepted", body = DeploymentRequest),
-        (status = 200, description = "Replay of an earlier request", body = DeploymentRequest),
+        (status = 200, description = "Replay of an earlier request; or, with `dry_run=true`, what would be deleted", body = RequestOrDryRun),
         (status = 404, description = "No such request for this user", body = Problem),
         (status = 409, description = "The deployment is already deleted, failed or being deleted", body = Problem),
-        (status = 422, description = "`id` is not a UUID, or X-Request-ID is malformed or was used for another request", body = Problem),
+        (status = 422, description = "`id` is not a UUID, X-Request-ID is malformed or was used for another request, or (dry run) Kubernetes refused the deletion", body = Problem),
+        (status = 503, description = "PostgreSQL is unavailable, or (dry run) no worker answered in time or Kubernetes is unreachable", body = Problem),
     )
 )]
 pub async fn delete(
@@ -167,8 +183,14 @@ pub async fn delete(
     caller: Caller,
     key: IdempotencyKey,
     PathParam(id): PathParam<Uuid>,
+    QueryParams(query): QueryParams<DryRunQuery>,
 ) -> Result<Response, ApiError> {
-    let accepted = accept::delete(&state.pool, asker(&caller, &key), id).await?;
+    let proposal = accept::delete(id);
+    if query.wanted() {
+        let spec = accept::preview(&state.pool, caller.id, proposal).await?;
+        return dry_run::answer(&state, &caller, Operation::Delete, spec).await;
+    }
+    let accepted = accept::record(&state.pool, asker(&caller, &key), proposal).await?;
     Ok(respond(accepted))
 }
 

@@ -10,6 +10,7 @@ use uuid::Uuid;
 
 use super::{
     body::JsonBody,
+    dry_run::{self, DryRunQuery, RequestOrDryRun},
     error::{ApiError, Problem},
     extract::{Caller, IdempotencyKey, PathParam, QueryParams},
     requests::{DeploymentRequest, Headers, PageQuery, page_size, respond},
@@ -18,6 +19,7 @@ use super::{
 use crate::{
     accept::{self, Asker},
     domain::{names::DnsLabel, rollout::Rollout, spec::DeploymentSpec},
+    dry_run::Operation,
     store::{
         deployments,
         paging::Page,
@@ -166,17 +168,18 @@ pub struct RollbackInput {
     path = "/api/v1/deployments/{identifier}/rollback",
     operation_id = "rollback_deployment",
     tag = "deployments",
-    params(("identifier" = inline(DnsLabel), Path), Headers),
+    params(("identifier" = inline(DnsLabel), Path), Headers, DryRunQuery),
     request_body = RollbackInput,
     responses(
         (status = 202, description = "Accepted: the UPDATE, with `rolled_back_to`", body = DeploymentRequest),
-        (status = 200, description = "Replay of an earlier rollback with the same X-Request-ID", body = DeploymentRequest),
+        (status = 200, description = "Replay of an earlier rollback with the same X-Request-ID; or, with `dry_run=true`, what would be applied", body = RequestOrDryRun),
         (status = 400, description = "The body is not a JSON object", body = Problem),
         (status = 404, description = "No such deployment or revision for this user", body = Problem),
         (status = 409, description = "The deployment is deleted, failed or being deleted", body = Problem),
         (status = 413, description = "The body is over 64 KiB", body = Problem),
         (status = 415, description = "The body is not JSON", body = Problem),
-        (status = 422, description = "A field is invalid, or X-Request-ID is malformed or was used for another request", body = Problem),
+        (status = 422, description = "A field is invalid, X-Request-ID is malformed or was used for another request, or (dry run) Kubernetes refused the object", body = Problem),
+        (status = 503, description = "PostgreSQL is unavailable, or (dry run) no worker answered in time or Kubernetes is unreachable", body = Problem),
     )
 )]
 pub async fn rollback(
@@ -184,17 +187,23 @@ pub async fn rollback(
     caller: Caller,
     key: IdempotencyKey,
     PathParam(identifier): PathParam<DnsLabel>,
+    QueryParams(query): QueryParams<DryRunQuery>,
     JsonBody(input): JsonBody<RollbackInput>,
 ) -> Result<Response, ApiError> {
     if input.revision < 1 {
         return Err(ApiError::invalid("revision", "must be 1 or more"));
     }
+    let proposal =
+        accept::rollback(&state.pool, caller.id, identifier.as_str(), input.revision).await?;
+    if query.wanted() {
+        let spec = accept::preview(&state.pool, caller.id, proposal).await?;
+        return dry_run::answer(&state, &caller, Operation::Apply, spec).await;
+    }
     let asker = Asker {
         user_id: caller.id,
         key: &key.0,
     };
-    let accepted =
-        accept::rollback(&state.pool, asker, identifier.as_str(), input.revision).await?;
+    let accepted = accept::record(&state.pool, asker, proposal).await?;
     Ok(respond(accepted))
 }
 

@@ -1,10 +1,13 @@
 //! What every handler may use.
 
+use std::time::Duration;
+
 use sqlx::PgPool;
 
 use crate::{
     feed::EventFeed,
     metrics::Metrics,
+    queue::Names,
     store::users::Users,
     waiters::Waiters,
     webhooks::{destination::Allowed, secret::SecretKey},
@@ -22,4 +25,7 @@ pub struct AppState {
     /// Seals webhook secrets; without it webhooks are off.
     pub webhook_key: Option<SecretKey>,
     pub webhook_hosts: Allowed,
+    /// Where dry runs are asked, and how long an answer may take.
+    pub names: Names,
+    pub dry_run_timeout: Duration,
 }

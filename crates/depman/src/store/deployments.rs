@@ -76,6 +76,20 @@ pub async fn lock(
     .await
 }
 
+/// Whether a CREATE of `identifier` by the user would find it taken: by
+/// another user, or by a deployment of theirs that is not deleted or failed
+/// (as `requests::insert_create` decides).
+pub async fn taken(pool: &PgPool, user_id: Uuid, identifier: &str) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM deployments WHERE identifier = $1
+             AND (user_id <> $2 OR status NOT IN ('DELETED', 'FAILED')))",
+    )
+    .bind(identifier)
+    .bind(user_id)
+    .fetch_one(pool)
+    .await
+}
+
 /// Records a newly accepted desired spec (for an UPDATE, or the unchanged one
 /// for a DELETE) and returns the request's sequence number. An accepted
 /// UPDATE of an applied deployment makes it `UPDATING` until the sync sees it

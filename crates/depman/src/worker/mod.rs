@@ -15,6 +15,7 @@ use tracing::Instrument;
 
 use crate::{
     dependencies::Dependencies,
+    dry_run,
     queue::{Feed, RequestMessage},
     retention,
     settings::{WebhookSettings, WorkerSettings},
@@ -25,6 +26,7 @@ pub use process::{Context, Next};
 
 pub struct Worker {
     ctx: Context,
+    nats: async_nats::Client,
     concurrency: usize,
     shutdown_timeout: Duration,
     deliveries: Deliveries,
@@ -68,6 +70,7 @@ impl Worker {
         )?;
         Ok(Self {
             ctx,
+            nats: deps.nats.clone(),
             concurrency: concurrency as usize,
             shutdown_timeout: settings.shutdown_timeout,
             deliveries,
@@ -75,12 +78,18 @@ impl Worker {
         })
     }
 
-    /// Consumes requests and sync events, delivers webhooks and prunes old
-    /// events until `stop` is cancelled: then stops fetching, gives the
-    /// messages in flight `shutdown_timeout` to finish, and leaves the rest
-    /// to be redelivered.
+    /// Consumes requests and sync events, answers dry runs, delivers
+    /// webhooks and prunes old events until `stop` is cancelled: then stops
+    /// fetching, gives the messages in flight `shutdown_timeout` to finish,
+    /// and leaves the rest to be redelivered.
     pub async fn run(self, stop: CancellationToken) -> anyhow::Result<()> {
         let deliveries = tokio::spawn(self.deliveries.clone().run(stop.clone()));
+        let dry_runs = tokio::spawn(dry_run::serve(
+            self.nats.clone(),
+            self.ctx.names.clone(),
+            self.ctx.kube.clone(),
+            stop.clone(),
+        ));
         let pruning = tokio::spawn(retention::run(
             self.ctx.pool.clone(),
             self.event_retention,
@@ -98,6 +107,7 @@ impl Worker {
         sync.await??;
         deliveries.await?;
         pruning.await?;
+        dry_runs.await??;
         tracing::info!("worker stopped");
         requests
     }

@@ -3,6 +3,7 @@
 mod bad_input;
 mod changes;
 mod create;
+mod dry_run;
 mod errors;
 mod events;
 #[path = "../support/mod.rs"]

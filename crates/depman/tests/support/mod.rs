@@ -50,6 +50,9 @@ pub fn test_webhooks() -> WebhookSettings {
     }
 }
 
+/// How long the tests' apis wait for a worker's dry run.
+pub const DRY_RUN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Short graces, so that tests see a failing rollout fail within seconds;
 /// the defaults are in the README.
 pub const TEST_THRESHOLDS: depman::domain::diagnosis::Thresholds =
@@ -204,6 +207,7 @@ impl TestApp {
         };
         let settings = ApiSettings {
             http_addr: "127.0.0.1:0".parse().expect("an address"),
+            dry_run_timeout: DRY_RUN_TIMEOUT,
         };
         let deps = Dependencies::connect(&common).await.expect("dependencies");
         let api = Api::build(&deps, &settings, &test_webhooks())

@@ -5,6 +5,7 @@
 mod cancel;
 mod cluster;
 mod crash;
+mod dry_run;
 mod events;
 mod failures;
 #[path = "../support/mod.rs"]
