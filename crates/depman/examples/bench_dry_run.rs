@@ -138,9 +138,7 @@ async fn create(http: &reqwest::Client, base: &str, namespace: &str) -> anyhow::
 }
 
 async fn direct_dry_run(api: &Api<Deployment>, object: &Deployment) -> anyhow::Result<()> {
-    let mut value = serde_json::to_value(object)?;
-    value["apiVersion"] = "apps/v1".into();
-    value["kind"] = "Deployment".into();
+    let value = depman::kubernetes::manifest(object)?;
     let params = PatchParams::apply("depman").force().dry_run();
     api.patch("web", &params, &Patch::Apply(value)).await?;
     Ok(())

@@ -258,15 +258,17 @@ pub async fn preview(
     user_id: Uuid,
     proposal: Proposal<'_>,
 ) -> Result<DeploymentSpec, AcceptError> {
-    let mut tx = pool.begin().await?;
-    let (_, spec) = next_spec(&mut tx, user_id, proposal).await?;
-    tx.rollback().await?;
+    // No transaction: each statement reads on its own, and the row lock
+    // `next_spec` takes ends with its statement.
+    let mut conn = pool.acquire().await?;
+    let (_, spec) = next_spec(&mut conn, user_id, proposal).await?;
     Ok(spec)
 }
 
-/// The deployment `proposal` is for, locked, and its next desired spec.
+/// The deployment `proposal` is for (locked until the transaction `conn` is in
+/// ends, if any), and its next desired spec.
 async fn next_spec(
-    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    conn: &mut sqlx::PgConnection,
     user_id: Uuid,
     proposal: Proposal<'_>,
 ) -> Result<(String, DeploymentSpec), AcceptError> {
@@ -278,14 +280,14 @@ async fn next_spec(
     };
     let identifier = match proposal.target {
         Target::Request(id) => {
-            requests::find(&mut **tx, user_id, id)
+            requests::find(&mut *conn, user_id, id)
                 .await?
                 .ok_or_else(not_found)?
                 .identifier
         }
         Target::Identifier(identifier) => identifier.to_owned(),
     };
-    let current = deployments::lock(tx, user_id, &identifier)
+    let current = deployments::lock(conn, user_id, &identifier)
         .await?
         .ok_or_else(not_found)?;
     if current.status.is_gone() {
@@ -294,7 +296,7 @@ async fn next_spec(
             current.status
         )));
     }
-    if requests::delete_pending(tx, &identifier).await? {
+    if requests::delete_pending(conn, &identifier).await? {
         return Err(AcceptError::Conflict(format!(
             "deployment `{identifier}` is being deleted"
         )));

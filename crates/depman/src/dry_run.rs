@@ -151,32 +151,29 @@ pub async fn serve(
 
 async fn preview(kube: &kube::Client, question: &Ask) -> Answer {
     let spec = &question.spec;
-    let live = kubernetes::live(kube, &spec.namespace, &spec.identifier)
-        .await
-        .map_err(refused)?;
-    let (object, result) = match question.operation {
-        Operation::Apply => {
-            let deployment = kubernetes::deployment(spec, &question.owner, Uuid::nil());
-            let mut object = serde_json::to_value(&deployment)
-                .map_err(|e| DryRunError::Unavailable(e.to_string()))?;
-            object["apiVersion"] = "apps/v1".into();
-            object["kind"] = "Deployment".into();
-            let result = kubernetes::dry_run_apply(kube, &deployment)
-                .await
-                .map_err(refused)?;
-            (Some(object), result)
-        }
-        Operation::Delete => {
-            let result = kubernetes::dry_run_delete(kube, &spec.namespace, &spec.identifier)
-                .await
-                .map_err(refused)?;
-            (None, result)
-        }
+    let object = match question.operation {
+        Operation::Apply => Some(kubernetes::deployment(spec, &question.owner, Uuid::nil())),
+        Operation::Delete => None,
     };
+    // Both ask the API server about now; neither waits for the other.
+    let (live, result) = tokio::join!(
+        kubernetes::live(kube, &spec.namespace, &spec.identifier),
+        async {
+            match &object {
+                Some(deployment) => kubernetes::dry_run_apply(kube, deployment).await,
+                None => kubernetes::dry_run_delete(kube, &spec.namespace, &spec.identifier).await,
+            }
+        }
+    );
+    let (live, result) = (live.map_err(refused)?, result.map_err(refused)?);
     let before = live.map(comparable);
     let after = result.object.map(comparable);
     Ok(Preview {
-        object,
+        object: object
+            .as_ref()
+            .map(kubernetes::manifest)
+            .transpose()
+            .map_err(|e| DryRunError::Unavailable(e.to_string()))?,
         diff: diff(before.as_ref(), after.as_ref()),
         warnings: result.warnings,
     })

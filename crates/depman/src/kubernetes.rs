@@ -145,6 +145,14 @@ pub enum ApplyError {
     Transient(String),
 }
 
+/// The Deployment as an apply body: with its `apiVersion` and `kind`.
+pub fn manifest(deployment: &Deployment) -> Result<serde_json::Value, serde_json::Error> {
+    let mut object = serde_json::to_value(deployment)?;
+    object["apiVersion"] = "apps/v1".into();
+    object["kind"] = "Deployment".into();
+    Ok(object)
+}
+
 /// Server-side apply of the whole object, taking ownership of every field
 /// depman sets (`force`); returns the generation it left the Deployment at.
 pub async fn apply(client: &Client, deployment: &Deployment) -> Result<i64, ApplyError> {
@@ -155,10 +163,8 @@ pub async fn apply(client: &Client, deployment: &Deployment) -> Result<i64, Appl
         .unwrap_or("default");
     let name = deployment.metadata.name.as_deref().unwrap_or_default();
     let api: Api<Deployment> = Api::namespaced(client.clone(), namespace);
-    let mut object = serde_json::to_value(deployment)
-        .map_err(|e| ApplyError::Permanent(INVALID_OBJECT, e.to_string()))?;
-    object["apiVersion"] = "apps/v1".into();
-    object["kind"] = "Deployment".into();
+    let object =
+        manifest(deployment).map_err(|e| ApplyError::Permanent(INVALID_OBJECT, e.to_string()))?;
     api.patch(
         name,
         &PatchParams::apply(FIELD_MANAGER).force(),
@@ -222,15 +228,16 @@ pub struct Refusal {
     pub causes: Vec<(String, String)>,
 }
 
-/// The live Deployment as the API server stores it, or `None` when there is
-/// none.
+/// The live Deployment, or `None` when there is none. Read from the API
+/// server's watch cache (`resourceVersion=0`), which spares etcd a quorum
+/// read and may lag it by milliseconds.
 pub async fn live(
     client: &Client,
     namespace: &str,
     name: &str,
 ) -> Result<Option<serde_json::Value>, Refusal> {
     let request = deployments_path(namespace)
-        .get(name, &GetParams::default())
+        .get(name, &GetParams::any())
         .map_err(unbuildable)?;
     match send(client, request).await {
         Ok(answer) => Ok(answer.object),
@@ -251,12 +258,10 @@ pub async fn dry_run_apply(client: &Client, deployment: &Deployment) -> Result<D
         .as_deref()
         .unwrap_or("default");
     let name = deployment.metadata.name.as_deref().unwrap_or_default();
-    let mut object = serde_json::to_value(deployment).map_err(|e| Refusal {
+    let object = manifest(deployment).map_err(|e| Refusal {
         error: ApplyError::Permanent(INVALID_OBJECT, e.to_string()),
         causes: Vec::new(),
     })?;
-    object["apiVersion"] = "apps/v1".into();
-    object["kind"] = "Deployment".into();
     let params = PatchParams::apply(FIELD_MANAGER).force().dry_run();
     let request = deployments_path(namespace)
         .patch(name, &params, &Patch::Apply(object))
