@@ -16,10 +16,10 @@
 //! of the baseline's (goal: 0.8 or more).
 
 mod common;
-use common::{percentile, setting, wait_for_ping};
+use common::{Process, percentile, setting, wait_for_ping};
 
 use std::{
-    process::{Child, Command, Stdio},
+    process::{Command, Stdio},
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
@@ -49,10 +49,10 @@ async fn main() -> anyhow::Result<()> {
     let base = format!("http://127.0.0.1:{port}");
     let prefix = format!("benchdryrun{run}");
     let listen = format!("127.0.0.1:{port}");
-    let mut api = start(&bin, "api", &url, &prefix, &[("DEPMAN_HTTP_ADDR", &listen)])?;
+    let api = start(&bin, "api", &url, &prefix, &[("DEPMAN_HTTP_ADDR", &listen)])?;
     let http = reqwest::Client::new();
     wait_for_ping(&http, &base).await?;
-    let mut worker = start(&bin, "worker", &url, &prefix, &[])?;
+    let worker = start(&bin, "worker", &url, &prefix, &[])?;
 
     let request = create(&http, &base, &namespace).await?;
     let id = request["id"].as_str().unwrap_or_default().to_owned();
@@ -102,10 +102,7 @@ async fn main() -> anyhow::Result<()> {
         percentile(&through, 0.99) / percentile(&direct, 0.99),
     );
 
-    for child in [&mut api, &mut worker] {
-        child.kill()?;
-        child.wait()?;
-    }
+    drop((api, worker));
     common::drop_database(&mut admin, &database).await?;
     common::delete_namespace(&kube, &namespace).await?;
     Ok(())
@@ -206,14 +203,16 @@ fn start(
     url: &str,
     prefix: &str,
     env: &[(&str, &str)],
-) -> anyhow::Result<Child> {
-    Ok(Command::new(bin)
-        .arg(role)
-        .env("DATABASE_URL", url)
-        .env("DEPMAN_PREFIX", prefix)
-        .env("DEPMAN_METRICS_ADDR", "127.0.0.1:0")
-        .env("RUST_LOG", "error")
-        .envs(env.iter().copied())
-        .stdout(Stdio::null())
-        .spawn()?)
+) -> anyhow::Result<Process> {
+    Ok(Process(
+        Command::new(bin)
+            .arg(role)
+            .env("DATABASE_URL", url)
+            .env("DEPMAN_PREFIX", prefix)
+            .env("DEPMAN_METRICS_ADDR", "127.0.0.1:0")
+            .env("RUST_LOG", "error")
+            .envs(env.iter().copied())
+            .stdout(Stdio::null())
+            .spawn()?,
+    ))
 }

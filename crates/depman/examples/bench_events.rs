@@ -20,10 +20,10 @@
 //!    extra memory.
 
 mod common;
-use common::{percentile, setting, wait_for_ping};
+use common::{Process, percentile, setting, wait_for_ping};
 
 use std::{
-    process::{Child, Command, Stdio},
+    process::{Command, Stdio},
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
@@ -52,7 +52,7 @@ async fn main() -> anyhow::Result<()> {
     let (mut admin, url) = common::create_database(&admin_url, &database).await?;
     let port = common::free_port()?;
     let base = format!("http://127.0.0.1:{port}");
-    let mut api = start(
+    let api = start(
         &bin,
         "api",
         &url,
@@ -61,7 +61,7 @@ async fn main() -> anyhow::Result<()> {
     )?;
     let http = reqwest::Client::new();
     wait_for_ping(&http, &base).await?;
-    let mut worker = start(&bin, "worker", &url, &run, &[])?;
+    let worker = start(&bin, "worker", &url, &run, &[])?;
 
     let (receiver_url, hooked) = receiver().await?;
     for user in 0..webhooks {
@@ -76,7 +76,7 @@ async fn main() -> anyhow::Result<()> {
         anyhow::ensure!(created["secret"].is_string(), "no webhook: {created}");
     }
 
-    let api_pid = api.id();
+    let api_pid = api.0.id();
     let before = Usage::of(api_pid)?;
     let streamed: Samples = Arc::default();
     let mut streams = Vec::new();
@@ -173,10 +173,7 @@ async fn main() -> anyhow::Result<()> {
 
     drop(streams);
     drop(idle_streams);
-    for child in [&mut api, &mut worker] {
-        child.kill()?;
-        child.wait()?;
-    }
+    drop((api, worker));
     common::drop_database(&mut admin, &database).await?;
     Ok(())
 }
@@ -355,16 +352,18 @@ fn start(
     url: &str,
     run: &str,
     env: &[(&str, &str)],
-) -> anyhow::Result<Child> {
-    Ok(Command::new(bin)
-        .arg(role)
-        .env("DATABASE_URL", url)
-        .env("DEPMAN_PREFIX", format!("benchevents{run}"))
-        .env("DEPMAN_METRICS_ADDR", "127.0.0.1:0")
-        .env("DEPMAN_WEBHOOK_KEY", KEY)
-        .env("DEPMAN_WEBHOOK_ALLOWED_HOSTS", "127.0.0.1")
-        .env("RUST_LOG", "error")
-        .envs(env.iter().copied())
-        .stdout(Stdio::null())
-        .spawn()?)
+) -> anyhow::Result<Process> {
+    Ok(Process(
+        Command::new(bin)
+            .arg(role)
+            .env("DATABASE_URL", url)
+            .env("DEPMAN_PREFIX", format!("benchevents{run}"))
+            .env("DEPMAN_METRICS_ADDR", "127.0.0.1:0")
+            .env("DEPMAN_WEBHOOK_KEY", KEY)
+            .env("DEPMAN_WEBHOOK_ALLOWED_HOSTS", "127.0.0.1")
+            .env("RUST_LOG", "error")
+            .envs(env.iter().copied())
+            .stdout(Stdio::null())
+            .spawn()?,
+    ))
 }

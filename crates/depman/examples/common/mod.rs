@@ -2,7 +2,7 @@
 //! a namespace of their own, a free port, and waiting for depman.
 #![allow(dead_code)] // each benchmark uses its own part
 
-use std::time::Duration;
+use std::{process::Child, time::Duration};
 
 use k8s_openapi::api::core::v1::Namespace;
 use kube::{
@@ -93,4 +93,15 @@ pub fn percentile(samples: &[f64], quantile: f64) -> f64 {
         .get(((sorted.len() as f64 * quantile) as usize).min(sorted.len().saturating_sub(1)))
         .copied()
         .unwrap_or(f64::NAN)
+}
+
+/// A process the benchmark started, killed when dropped: a benchmark that
+/// fails half-way leaves nothing running (and no pipe held open).
+pub struct Process(pub Child);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
