@@ -44,8 +44,8 @@ test: env ## run every test against the local environment, then a short fuzz of 
 	@$(WITH_ENV) cargo test --locked --workspace
 	@FUZZ_QUICK=1 FUZZ_PROFILE=debug scripts/fuzz.sh
 
-build: ## build the depman binary
-	cargo build --locked --release --bin depman
+build: ## build the depman and depmanctl binaries
+	cargo build --locked --release --bin depman --bin depmanctl
 
 build-tests: ## compile everything the tests need, without running them
 	cargo test --locked --workspace --no-run

@@ -232,6 +232,25 @@ impl TestApp {
         }
     }
 
+    /// Stops the API and starts a new one on the same address, database and
+    /// prefix, as a restarted api process would be.
+    pub async fn restart_api(&mut self) {
+        self.stop.cancel();
+        (&mut self.served)
+            .await
+            .expect("the server task ends")
+            .expect("the server stops cleanly");
+        let settings = ApiSettings {
+            http_addr: self.addr,
+            dry_run_timeout: DRY_RUN_TIMEOUT,
+        };
+        let api = Api::build(&self.deps, &settings, &test_webhooks())
+            .await
+            .expect("the api starts again");
+        self.stop = CancellationToken::new();
+        self.served = tokio::spawn(api.run_until_stopped(self.stop.clone()));
+    }
+
     /// Starts a worker in this process, talking to Kubernetes through `kube`;
     /// returns its index for [`TestApp::stop_worker`].
     pub fn start_worker(
@@ -281,7 +300,12 @@ impl TestApp {
     /// A `depman worker` process on this app's database and prefix, with
     /// `env` besides; the test kills it (SIGKILL) or stops it.
     pub fn worker_process(&self, env: &[(&str, &str)]) -> std::process::Child {
-        std::process::Command::new(env!("CARGO_BIN_EXE_depman"))
+        // Only depman's own tests have the binary (depmanctl's share this
+        // module).
+        let Some(binary) = option_env!("CARGO_BIN_EXE_depman") else {
+            panic!("only depman's own tests have the depman binary");
+        };
+        std::process::Command::new(binary)
             .arg("worker")
             .env(
                 "DATABASE_URL",
