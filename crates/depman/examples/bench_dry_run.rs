@@ -16,10 +16,9 @@
 //! of the baseline's (goal: 0.8 or more).
 
 mod common;
-use common::{Process, percentile, setting, wait_for_ping};
+use common::{percentile, setting, start, wait_for_ping};
 
 use std::{
-    process::{Command, Stdio},
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
@@ -195,24 +194,4 @@ fn report(what: &str, samples: &[f64], rate: f64) {
         percentile(samples, 0.5) * 1000.0,
         percentile(samples, 0.99) * 1000.0
     );
-}
-
-fn start(
-    bin: &str,
-    role: &str,
-    url: &str,
-    prefix: &str,
-    env: &[(&str, &str)],
-) -> anyhow::Result<Process> {
-    Ok(Process(
-        Command::new(bin)
-            .arg(role)
-            .env("DATABASE_URL", url)
-            .env("DEPMAN_PREFIX", prefix)
-            .env("DEPMAN_METRICS_ADDR", "127.0.0.1:0")
-            .env("RUST_LOG", "error")
-            .envs(env.iter().copied())
-            .stdout(Stdio::null())
-            .spawn()?,
-    ))
 }

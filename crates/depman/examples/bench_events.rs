@@ -20,10 +20,9 @@
 //!    extra memory.
 
 mod common;
-use common::{Process, percentile, setting, wait_for_ping};
+use common::{percentile, setting, start, wait_for_ping};
 
 use std::{
-    process::{Command, Stdio},
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
@@ -52,16 +51,18 @@ async fn main() -> anyhow::Result<()> {
     let (mut admin, url) = common::create_database(&admin_url, &database).await?;
     let port = common::free_port()?;
     let base = format!("http://127.0.0.1:{port}");
-    let api = start(
-        &bin,
-        "api",
-        &url,
-        &run,
-        &[("DEPMAN_HTTP_ADDR", &format!("127.0.0.1:{port}"))],
-    )?;
+    let prefix = format!("benchevents{run}");
+    let listen = format!("127.0.0.1:{port}");
+    let webhook_env = [
+        ("DEPMAN_WEBHOOK_KEY", KEY),
+        ("DEPMAN_WEBHOOK_ALLOWED_HOSTS", "127.0.0.1"),
+    ];
+    let mut api_env = webhook_env.to_vec();
+    api_env.push(("DEPMAN_HTTP_ADDR", &listen));
+    let api = start(&bin, "api", &url, &prefix, &api_env)?;
     let http = reqwest::Client::new();
     wait_for_ping(&http, &base).await?;
-    let worker = start(&bin, "worker", &url, &run, &[])?;
+    let worker = start(&bin, "worker", &url, &prefix, &webhook_env)?;
 
     let (receiver_url, hooked) = receiver().await?;
     for user in 0..webhooks {
@@ -344,26 +345,4 @@ fn report(label: &str, samples: &[f64]) {
         percentile(samples, 0.5) * 1000.0,
         percentile(samples, 0.99) * 1000.0
     );
-}
-
-fn start(
-    bin: &str,
-    role: &str,
-    url: &str,
-    run: &str,
-    env: &[(&str, &str)],
-) -> anyhow::Result<Process> {
-    Ok(Process(
-        Command::new(bin)
-            .arg(role)
-            .env("DATABASE_URL", url)
-            .env("DEPMAN_PREFIX", format!("benchevents{run}"))
-            .env("DEPMAN_METRICS_ADDR", "127.0.0.1:0")
-            .env("DEPMAN_WEBHOOK_KEY", KEY)
-            .env("DEPMAN_WEBHOOK_ALLOWED_HOSTS", "127.0.0.1")
-            .env("RUST_LOG", "error")
-            .envs(env.iter().copied())
-            .stdout(Stdio::null())
-            .spawn()?,
-    ))
 }

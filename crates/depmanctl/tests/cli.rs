@@ -50,6 +50,21 @@ async fn ctl(app: &TestApp, args: &[&str]) -> Run {
     }
 }
 
+/// `create` of deployment `name` (its identifier too) with `image`.
+fn create<'a>(name: &'a str, namespace: &'a str, image: &'a str) -> Vec<&'a str> {
+    vec![
+        "create",
+        "--name",
+        name,
+        "--identifier",
+        name,
+        "--namespace",
+        namespace,
+        "--image",
+        image,
+    ]
+}
+
 fn json(run: &Run) -> Value {
     serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("{e}: {run:?}"))
 }
@@ -59,21 +74,8 @@ async fn create_waits_for_the_rollout_and_fails_with_its_reason() {
     let cluster = Cluster::with_namespace().await;
     let app = stack(&cluster).await;
     let ns = cluster.namespace.as_str();
-    let create = |name: &'static str, image: &'static str| {
-        vec![
-            "create",
-            "--name",
-            name,
-            "--identifier",
-            name,
-            "--namespace",
-            ns,
-            "--image",
-            image,
-        ]
-    };
 
-    let mut args = create("web", "nginx:1.27");
+    let mut args = create("web", ns, "nginx:1.27");
     args.extend(["--wait", "--timeout", "60s", "-o", "json"]);
     let done = ctl(&app, &args).await;
     assert_eq!(done.code, 0, "{done:?}");
@@ -89,7 +91,7 @@ async fn create_waits_for_the_rollout_and_fails_with_its_reason() {
     .await;
     assert_eq!(json(&ctl(&app, &["request", id, "-o", "json"]).await), api);
 
-    let mut args = create("bad", "chaos.invalid/image-pull-error");
+    let mut args = create("bad", ns, "chaos.invalid/image-pull-error");
     args.extend(["--wait", "--timeout", "60s"]);
     let failed = ctl(&app, &args).await;
     assert_eq!(failed.code, 1, "{failed:?}");
@@ -99,7 +101,7 @@ async fn create_waits_for_the_rollout_and_fails_with_its_reason() {
         "{failed:?}"
     );
 
-    let slow = ctl(&app, &create("slow", "chaos.invalid/never-ready")).await;
+    let slow = ctl(&app, &create("slow", ns, "chaos.invalid/never-ready")).await;
     assert_eq!(slow.code, 0, "{slow:?}");
     let waited = ctl(&app, &["wait", "slow", "--timeout", "1s"]).await;
     assert_eq!(waited.code, 3, "{waited:?}");
@@ -121,26 +123,9 @@ async fn diff_previews_update_changes_and_rollback_restores() {
     let cluster = Cluster::with_namespace().await;
     let app = stack(&cluster).await;
     let ns = cluster.namespace.as_str();
-    let created = ctl(
-        &app,
-        &[
-            "create",
-            "--name",
-            "web",
-            "--identifier",
-            "web",
-            "--namespace",
-            ns,
-            "--image",
-            "nginx:1.27",
-            "--env",
-            "MODE=one",
-            "--wait",
-            "--timeout",
-            "60s",
-        ],
-    )
-    .await;
+    let mut args = create("web", ns, "nginx:1.27");
+    args.extend(["--env", "MODE=one", "--wait", "--timeout", "60s"]);
+    let created = ctl(&app, &args).await;
     assert_eq!(created.code, 0, "{created:?}");
 
     let change = ["--image", "nginx:1.28", "--replicas", "2"];
@@ -222,24 +207,9 @@ async fn watch_prints_every_event_once_in_order_across_an_api_restart() {
         .expect("the watch subscribes");
     let mut seen: Vec<Value> = Vec::new();
 
-    let created = ctl(
-        &app,
-        &[
-            "create",
-            "--name",
-            "web",
-            "--identifier",
-            "web",
-            "--namespace",
-            &ns,
-            "--image",
-            "nginx:1.27",
-            "--wait",
-            "--timeout",
-            "60s",
-        ],
-    )
-    .await;
+    let mut args = create("web", &ns, "nginx:1.27");
+    args.extend(["--wait", "--timeout", "60s"]);
+    let created = ctl(&app, &args).await;
     assert_eq!(created.code, 0, "{created:?}");
     read_until(&mut lines, &mut seen, |e| e["type"] == "rollout.completed").await;
 

@@ -2,7 +2,10 @@
 //! a namespace of their own, a free port, and waiting for depman.
 #![allow(dead_code)] // each benchmark uses its own part
 
-use std::{process::Child, time::Duration};
+use std::{
+    process::{Child, Command, Stdio},
+    time::Duration,
+};
 
 use k8s_openapi::api::core::v1::Namespace;
 use kube::{
@@ -104,4 +107,26 @@ impl Drop for Process {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+/// `depman <role>` from `bin` on the database at `url` and JetStream names
+/// under `prefix`, logging errors only, with `env` besides.
+pub fn start(
+    bin: &str,
+    role: &str,
+    url: &str,
+    prefix: &str,
+    env: &[(&str, &str)],
+) -> anyhow::Result<Process> {
+    Ok(Process(
+        Command::new(bin)
+            .arg(role)
+            .env("DATABASE_URL", url)
+            .env("DEPMAN_PREFIX", prefix)
+            .env("DEPMAN_METRICS_ADDR", "127.0.0.1:0")
+            .env("RUST_LOG", "error")
+            .envs(env.iter().copied())
+            .stdout(Stdio::null())
+            .spawn()?,
+    ))
 }
