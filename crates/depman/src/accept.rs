@@ -14,6 +14,7 @@ use crate::{
         status::RequestType,
         workload::check_env_name,
     },
+    policy::Policy,
     store::{
         deployments, outbox,
         requests::{self, NewRequest, RequestRow},
@@ -40,6 +41,9 @@ pub enum AcceptError {
     NotFound(String),
     #[error("{0}")]
     Conflict(String),
+    /// Not allowed to this user, with the problem's code.
+    #[error("{1}")]
+    Forbidden(&'static str, String),
     #[error(transparent)]
     Database(#[from] sqlx::Error),
 }
@@ -48,6 +52,10 @@ pub enum AcceptError {
 #[derive(Debug, Clone, Copy)]
 pub struct Asker<'a> {
     pub user_id: Uuid,
+    /// The user as the caller named them, and their groups, for the
+    /// namespace policy.
+    pub name: &'a str,
+    pub groups: &'a [String],
     pub key: &'a str,
 }
 
@@ -55,24 +63,68 @@ pub async fn create(
     pool: &PgPool,
     asker: Asker<'_>,
     input: DeploymentInput,
+    policy: &Policy,
 ) -> Result<Accepted, AcceptError> {
     let fingerprint = fingerprint("CREATE", &serde_json::to_value(&input).unwrap_or_default());
     let generated = input.identifier.is_none();
-    let mut spec = input
+    let spec = input
         .validate(generated_identifier)
         .map_err(AcceptError::Invalid)?;
-    // The hot path is one statement; a reused key or a taken identifier
-    // (possibly taken by a concurrent request with the same key) is sorted
-    // out afterwards.
+    check_namespace(policy, asker, &spec.namespace)?;
+    let new = NewCreate {
+        asker,
+        spec,
+        generated,
+        fingerprint: &fingerprint,
+    };
+    let Some(max) = policy.max_deployments else {
+        return insert_create(&mut *pool.acquire().await?, pool, new).await;
+    };
+    // Counting and inserting under the user's lock: concurrent CREATEs of
+    // one user cannot both take the last place.
+    let mut tx = pool.begin().await?;
+    if let Some(earlier) = requests::find_by_key(&mut *tx, asker.user_id, asker.key).await? {
+        return replay(earlier, &fingerprint);
+    }
+    deployments::lock_owner(&mut tx, asker.user_id).await?;
+    check_quota(&mut tx, asker, max).await?;
+    let accepted = insert_create(&mut tx, pool, new).await?;
+    tx.commit().await?;
+    Ok(accepted)
+}
+
+/// A CREATE to insert.
+struct NewCreate<'a> {
+    asker: Asker<'a>,
+    spec: DeploymentSpec,
+    /// The identifier was drawn, not given: another may be drawn.
+    generated: bool,
+    fingerprint: &'a str,
+}
+
+/// Inserts the CREATE on `conn`. The hot path is one statement; a reused
+/// key or a taken identifier (possibly taken by a concurrent request with
+/// the same key) is sorted out afterwards, on the pool.
+async fn insert_create(
+    conn: &mut sqlx::PgConnection,
+    pool: &PgPool,
+    new: NewCreate<'_>,
+) -> Result<Accepted, AcceptError> {
+    let NewCreate {
+        asker,
+        mut spec,
+        generated,
+        fingerprint,
+    } = new;
     for _ in 0..GENERATION_ATTEMPTS {
         let inserted =
-            requests::insert_create(pool, asker.key, asker.user_id, &spec, &fingerprint).await;
+            requests::insert_create(&mut *conn, asker.key, asker.user_id, &spec, fingerprint).await;
         match inserted {
             Ok(Some(request)) => return Ok(Accepted::New(request)),
             // The identifier is taken: by an earlier use of this key, by
             // someone else, or by chance.
             Ok(None) => match earlier_request(pool, asker).await? {
-                Some(earlier) => return replay(earlier, &fingerprint),
+                Some(earlier) => return replay(earlier, fingerprint),
                 None if generated => {
                     // The caller did not choose the identifier: draw another.
                     spec.identifier = generated_identifier(&spec.name);
@@ -86,7 +138,7 @@ pub async fn create(
             },
             Err(error) if violates(&error, requests::KEY_CONSTRAINT) => {
                 return match earlier_request(pool, asker).await? {
-                    Some(earlier) => replay(earlier, &fingerprint),
+                    Some(earlier) => replay(earlier, fingerprint),
                     None => Err(AcceptError::Database(error)),
                 };
             }
@@ -99,19 +151,50 @@ pub async fn create(
     )))
 }
 
+/// `403 namespace-forbidden` unless the policy lets the asker deploy there.
+fn check_namespace(policy: &Policy, asker: Asker<'_>, namespace: &str) -> Result<(), AcceptError> {
+    match policy.refuse_namespace(asker.name, asker.groups, namespace) {
+        Some(reason) => Err(AcceptError::Forbidden("namespace-forbidden", reason)),
+        None => Ok(()),
+    }
+}
+
+/// `403 quota-exceeded` when the asker already has `max` live deployments.
+async fn check_quota(
+    conn: &mut sqlx::PgConnection,
+    asker: Asker<'_>,
+    max: u32,
+) -> Result<(), AcceptError> {
+    let live = deployments::live_count(conn, asker.user_id).await?;
+    if live >= i64::from(max) {
+        return Err(AcceptError::Forbidden(
+            "quota-exceeded",
+            format!(
+                "you have {live} live deployments, the most a user may have ({max}): delete one first"
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// The desired spec `input` would record, checked as [`create`] checks it
 /// (a taken identifier is a conflict); nothing is recorded. A generated
 /// identifier is drawn for the dry run only: the real CREATE draws its own.
 pub async fn preview_create(
     pool: &PgPool,
-    user_id: Uuid,
+    asker: Asker<'_>,
     input: DeploymentInput,
+    policy: &Policy,
 ) -> Result<DeploymentSpec, AcceptError> {
     let generated = input.identifier.is_none();
     let spec = input
         .validate(generated_identifier)
         .map_err(AcceptError::Invalid)?;
-    if !generated && deployments::taken(pool, user_id, &spec.identifier).await? {
+    check_namespace(policy, asker, &spec.namespace)?;
+    if let Some(max) = policy.max_deployments {
+        check_quota(&mut *pool.acquire().await?, asker, max).await?;
+    }
+    if !generated && deployments::taken(pool, asker.user_id, &spec.identifier).await? {
         return Err(AcceptError::Conflict(format!(
             "identifier `{}` is already taken",
             spec.identifier

@@ -2,7 +2,7 @@
 //! wakes the requests that wait for a change and streams events, until
 //! asked to stop.
 
-use std::net::SocketAddr;
+use std::{net::SocketAddr, sync::Arc};
 
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -11,6 +11,7 @@ use crate::{
     dependencies::Dependencies,
     feed::EventFeed,
     http::{self, AppState},
+    policy::{NamespacePolicy, Policy},
     relay::Relay,
     settings::{ApiSettings, WebhookSettings},
     webhooks::destination::Allowed,
@@ -30,6 +31,15 @@ impl Api {
         settings: &ApiSettings,
         webhooks: &WebhookSettings,
     ) -> anyhow::Result<Self> {
+        let namespaces = match settings.namespace_policy.as_str() {
+            "" => None,
+            path => Some(NamespacePolicy::load(path.as_ref())?),
+        };
+        let policy = Policy::new(
+            namespaces,
+            Some(settings.own_namespace.clone()),
+            Some(settings.max_deployments_per_user).filter(|&max| max > 0),
+        );
         let listener = TcpListener::bind(settings.http_addr).await?;
         let state = AppState {
             pool: deps.pool.clone(),
@@ -42,6 +52,7 @@ impl Api {
             webhook_hosts: Allowed::new(&webhooks.webhook_allowed_hosts),
             names: deps.names.clone(),
             dry_run_timeout: settings.dry_run_timeout,
+            policy: Arc::new(policy),
         };
         let relay = Relay::new(
             deps.pool.clone(),

@@ -15,6 +15,7 @@ pub mod feed;
 pub mod http;
 pub mod kubernetes;
 pub mod metrics;
+pub mod policy;
 pub mod queue;
 pub mod relay;
 pub mod retention;

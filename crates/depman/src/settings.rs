@@ -164,6 +164,16 @@ pub struct ApiSettings {
     /// How long a dry run waits for a worker's answer before it is a 503.
     #[arg(long, env = "DEPMAN_DRY_RUN_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     pub dry_run_timeout: Duration,
+    /// A YAML file naming, for each user and group, the namespace patterns
+    /// it may create in; empty: every namespace but the reserved ones.
+    #[arg(long, env = "DEPMAN_NAMESPACE_POLICY", default_value = "")]
+    pub namespace_policy: String,
+    /// The namespace depman runs in, refused to users like kube-system.
+    #[arg(long, env = "DEPMAN_OWN_NAMESPACE", default_value = "")]
+    pub own_namespace: String,
+    /// Live deployments one user may have at once; 0: no limit.
+    #[arg(long, env = "DEPMAN_MAX_DEPLOYMENTS_PER_USER", default_value_t = 0)]
+    pub max_deployments_per_user: u32,
 }
 
 /// Where a role without the API serves `/metrics` and `/healthz`; `depman

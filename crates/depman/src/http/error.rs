@@ -31,6 +31,9 @@ pub enum ApiError {
     MethodNotAllowed(String),
     #[error("{0}")]
     Conflict(String),
+    /// Not allowed to this caller, with the problem's code.
+    #[error("{1}")]
+    Forbidden(&'static str, String),
     /// A cursor into what was pruned.
     #[error("{0}")]
     Gone(String),
@@ -81,6 +84,7 @@ impl ApiError {
             Self::NotFound(_) => (StatusCode::NOT_FOUND, "not-found"),
             Self::MethodNotAllowed(_) => (StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed"),
             Self::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            Self::Forbidden(code, _) => (StatusCode::FORBIDDEN, code),
             Self::Gone(_) => (StatusCode::GONE, "cursor-expired"),
             Self::NotConfigured(_) => (StatusCode::SERVICE_UNAVAILABLE, "not-configured"),
             Self::Unavailable { .. } | Self::NotReady(_) => {
@@ -180,6 +184,7 @@ impl From<AcceptError> for ApiError {
             AcceptError::KeyReused(key) => Self::KeyReused(key),
             AcceptError::NotFound(message) => Self::NotFound(message),
             AcceptError::Conflict(message) => Self::Conflict(message),
+            AcceptError::Forbidden(code, message) => Self::Forbidden(code, message),
             AcceptError::Database(error) => error.into(),
         }
     }

@@ -35,6 +35,9 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for QueryParams<T>
 pub struct Caller {
     pub id: uuid::Uuid,
     pub external_id: String,
+    /// The groups the namespace policy knows the caller by (none from
+    /// `X-User-ID`).
+    pub groups: Vec<String>,
 }
 
 impl FromRequestParts<AppState> for Caller {
@@ -50,6 +53,7 @@ impl FromRequestParts<AppState> for Caller {
         Ok(Caller {
             id,
             external_id: external_id.to_owned(),
+            groups: Vec::new(),
         })
     }
 }

@@ -117,10 +117,11 @@ pub async fn create(
     JsonBody(input): JsonBody<DeploymentInput>,
 ) -> Result<Response, ApiError> {
     if query.wanted() {
-        let spec = accept::preview_create(&state.pool, caller.id, input).await?;
+        let spec =
+            accept::preview_create(&state.pool, asker(&caller, &key), input, &state.policy).await?;
         return dry_run::answer(&state, &caller, Operation::Apply, spec).await;
     }
-    let accepted = accept::create(&state.pool, asker(&caller, &key), input).await?;
+    let accepted = accept::create(&state.pool, asker(&caller, &key), input, &state.policy).await?;
     Ok(respond(accepted))
 }
 
@@ -355,9 +356,11 @@ pub fn paging(limit: Option<i64>, cursor: Option<&str>) -> Result<(i64, Option<C
     Ok((limit, cursor))
 }
 
-fn asker<'a>(caller: &Caller, key: &'a IdempotencyKey) -> Asker<'a> {
+pub fn asker<'a>(caller: &'a Caller, key: &'a IdempotencyKey) -> Asker<'a> {
     Asker {
         user_id: caller.id,
+        name: &caller.external_id,
+        groups: &caller.groups,
         key: &key.0,
     }
 }

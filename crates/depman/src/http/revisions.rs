@@ -13,11 +13,11 @@ use super::{
     dry_run::{self, DryRunQuery, RequestOrDryRun},
     error::{ApiError, Problem},
     extract::{Caller, IdempotencyKey, PathParam, QueryParams},
-    requests::{DeploymentRequest, Headers, PageQuery, page_size, respond},
+    requests::{DeploymentRequest, Headers, PageQuery, asker, page_size, respond},
     state::AppState,
 };
 use crate::{
-    accept::{self, Asker},
+    accept,
     domain::{names::DnsLabel, rollout::Rollout, spec::DeploymentSpec},
     dry_run::Operation,
     store::{
@@ -199,11 +199,7 @@ pub async fn rollback(
         let spec = accept::preview(&state.pool, caller.id, proposal).await?;
         return dry_run::answer(&state, &caller, Operation::Apply, spec).await;
     }
-    let asker = Asker {
-        user_id: caller.id,
-        key: &key.0,
-    };
-    let accepted = accept::record(&state.pool, asker, proposal).await?;
+    let accepted = accept::record(&state.pool, asker(&caller, &key), proposal).await?;
     Ok(respond(accepted))
 }
 

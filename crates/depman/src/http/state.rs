@@ -1,12 +1,13 @@
 //! What every handler may use.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use sqlx::PgPool;
 
 use crate::{
     feed::EventFeed,
     metrics::Metrics,
+    policy::Policy,
     queue::Names,
     store::users::Users,
     waiters::Waiters,
@@ -28,4 +29,6 @@ pub struct AppState {
     /// Where dry runs are asked, and how long an answer may take.
     pub names: Names,
     pub dry_run_timeout: Duration,
+    /// Where users may create, and how many.
+    pub policy: Arc<Policy>,
 }

@@ -90,6 +90,27 @@ pub async fn taken(pool: &PgPool, user_id: Uuid, identifier: &str) -> Result<boo
     .await
 }
 
+/// Holds the user's lock until the transaction ends: what a quota check
+/// counts cannot change under it.
+pub async fn lock_owner(conn: &mut PgConnection, user_id: Uuid) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended('depman-owner:' || $1::text, 0))")
+        .bind(user_id)
+        .execute(conn)
+        .await
+        .map(drop)
+}
+
+/// The user's deployments that are not deleted or failed.
+pub async fn live_count(conn: &mut PgConnection, user_id: Uuid) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT count(*) FROM deployments
+         WHERE user_id = $1 AND status NOT IN ('DELETED', 'FAILED')",
+    )
+    .bind(user_id)
+    .fetch_one(conn)
+    .await
+}
+
 /// Records a newly accepted desired spec (for an UPDATE, or the unchanged one
 /// for a DELETE) and returns the request's sequence number. An accepted
 /// UPDATE of an applied deployment makes it `UPDATING` until the sync sees it

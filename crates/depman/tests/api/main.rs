@@ -8,6 +8,7 @@ mod errors;
 mod events;
 #[path = "../support/mod.rs"]
 mod helpers;
+mod limits;
 mod migrations;
 mod openapi;
 mod outage;

@@ -37,6 +37,8 @@ pub struct TestApp {
     client: reqwest::Client,
     stop: CancellationToken,
     served: tokio::task::JoinHandle<anyhow::Result<()>>,
+    /// What the api was started with, for a restart.
+    settings: ApiSettings,
 }
 
 /// The key test apps seal webhook secrets with.
@@ -47,6 +49,17 @@ pub fn test_webhooks() -> WebhookSettings {
     WebhookSettings {
         webhook_key: Some(TEST_WEBHOOK_KEY.parse().expect("a key")),
         webhook_allowed_hosts: vec!["127.0.0.1".into()],
+    }
+}
+
+/// The api settings of a test: a short dry-run timeout, no policy.
+pub fn test_api_settings() -> ApiSettings {
+    ApiSettings {
+        http_addr: "127.0.0.1:0".parse().expect("an address"),
+        dry_run_timeout: DRY_RUN_TIMEOUT,
+        namespace_policy: String::new(),
+        own_namespace: String::new(),
+        max_deployments_per_user: 0,
     }
 }
 
@@ -186,15 +199,22 @@ impl TestApp {
     pub async fn spawn_with_nats(nats_url: &str) -> Self {
         let database = create_database("api_test").await;
         let url = url_with_database(&environment("DATABASE_URL"), &database);
-        Self::start(&url, &database, nats_url).await
+        Self::start(&url, &database, nats_url, test_api_settings()).await
     }
 
     /// Starts an API on the database at `url` (which may lead through a proxy).
     pub async fn spawn_on(url: &str, database: &str) -> Self {
-        Self::start(url, database, &environment("NATS_URL")).await
+        Self::start(url, database, &environment("NATS_URL"), test_api_settings()).await
     }
 
-    async fn start(url: &str, database: &str, nats_url: &str) -> Self {
+    /// Starts an API on a new database with `settings` (its address aside).
+    pub async fn spawn_with_api(settings: ApiSettings) -> Self {
+        let database = create_database("api_test").await;
+        let url = url_with_database(&environment("DATABASE_URL"), &database);
+        Self::start(&url, &database, &environment("NATS_URL"), settings).await
+    }
+
+    async fn start(url: &str, database: &str, nats_url: &str, mut settings: ApiSettings) -> Self {
         let common = CommonSettings {
             database: DatabaseSettings {
                 database_url: Secret::from(url.to_owned()),
@@ -205,15 +225,13 @@ impl TestApp {
                 prefix: unique("test"),
             },
         };
-        let settings = ApiSettings {
-            http_addr: "127.0.0.1:0".parse().expect("an address"),
-            dry_run_timeout: DRY_RUN_TIMEOUT,
-        };
+        settings.http_addr = "127.0.0.1:0".parse().expect("an address");
         let deps = Dependencies::connect(&common).await.expect("dependencies");
         let api = Api::build(&deps, &settings, &test_webhooks())
             .await
             .expect("the api starts");
         let addr = api.local_addr().expect("a bound address");
+        settings.http_addr = addr;
         let stop = CancellationToken::new();
         let served = tokio::spawn(api.run_until_stopped(stop.clone()));
         let direct_url = url_with_database(&environment("DATABASE_URL"), database);
@@ -229,6 +247,7 @@ impl TestApp {
             client: reqwest::Client::new(),
             stop,
             served,
+            settings,
         }
     }
 
@@ -240,11 +259,7 @@ impl TestApp {
             .await
             .expect("the server task ends")
             .expect("the server stops cleanly");
-        let settings = ApiSettings {
-            http_addr: self.addr,
-            dry_run_timeout: DRY_RUN_TIMEOUT,
-        };
-        let api = Api::build(&self.deps, &settings, &test_webhooks())
+        let api = Api::build(&self.deps, &self.settings, &test_webhooks())
             .await
             .expect("the api starts again");
         self.stop = CancellationToken::new();

@@ -11,6 +11,7 @@ mod failures;
 #[path = "../support/mod.rs"]
 mod helpers;
 mod lifecycle;
+mod limits;
 mod lost;
 mod nats;
 mod ordering;

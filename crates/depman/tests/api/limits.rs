@@ -1,0 +1,110 @@
+//! Namespaces and limits (contract: "Namespaces and limits"): where a user
+//! may create, and how many live deployments they may have.
+
+use serde_json::json;
+
+use crate::helpers::{
+    TestApp, assert_problem, deployment, status_and_json, test_api_settings, unique,
+};
+
+fn into(namespace: &str, name: &str) -> serde_json::Value {
+    let mut body = deployment(name);
+    body["namespace"] = json!(namespace);
+    body["identifier"] = json!(unique(name).replace('_', "-"));
+    body
+}
+
+#[tokio::test]
+async fn reserved_namespaces_are_refused_and_a_policy_decides_the_rest() {
+    let open = TestApp::spawn().await;
+    for namespace in ["kube-system", "kube-public", "kube-node-lease"] {
+        let refused = open.create("alice", &into(namespace, "web")).await;
+        let problem = assert_problem(refused, 403, None).await;
+        assert_eq!(problem["code"], "namespace-forbidden", "{namespace}");
+    }
+    let (status, _) = status_and_json(open.create("alice", &into("team-a", "web")).await).await;
+    assert_eq!(status, 202);
+    open.finish().await;
+
+    let file = std::env::temp_dir().join(format!("{}.yaml", unique("policy")));
+    std::fs::write(&file, "users:\n  alice: ['team-a-*', sandbox]\n").expect("write the policy");
+    let mut settings = test_api_settings();
+    settings.namespace_policy = file.display().to_string();
+    settings.own_namespace = "dep-manager".into();
+    let app = TestApp::spawn_with_api(settings).await;
+    for (user, namespace, allowed) in [
+        ("alice", "team-a-web", true),
+        ("alice", "sandbox", true),
+        ("alice", "team-b-web", false),
+        ("alice", "dep-manager", false),
+        ("alice", "kube-system", false),
+        ("bob", "team-a-web", false),
+    ] {
+        let response = app.create(user, &into(namespace, "web")).await;
+        if allowed {
+            assert_eq!(response.status(), 202, "{user} in {namespace}");
+        } else {
+            let problem = assert_problem(response, 403, None).await;
+            assert_eq!(
+                problem["code"], "namespace-forbidden",
+                "{user} in {namespace}"
+            );
+        }
+    }
+    // A dry run says the same, before any worker is asked.
+    let dry = app
+        .request(
+            reqwest::Method::POST,
+            "/api/v1/deployments/requests/create?dry_run=true",
+            "alice",
+        )
+        .json(&into("team-b-web", "web"))
+        .send()
+        .await
+        .expect("a dry run");
+    assert_problem(dry, 403, None).await;
+    app.finish().await;
+    std::fs::remove_file(file).ok();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_quota_counts_live_deployments_even_under_concurrent_creates() {
+    let mut settings = test_api_settings();
+    settings.max_deployments_per_user = 3;
+    let app = TestApp::spawn_with_api(settings).await;
+    let body = into("team-a", "web");
+    let (status, first) = status_and_json(app.create_with_key("alice", "first", &body).await).await;
+    assert_eq!(status, 202, "{first}");
+
+    // Sixteen at once for the two places left: two get them.
+    let creates = (0..16).map(|i| {
+        let app = &app;
+        async move {
+            app.create("alice", &into("team-a", &format!("web{i}")))
+                .await
+        }
+    });
+    let answers = futures::future::join_all(creates).await;
+    let statuses: Vec<u16> = answers.iter().map(|r| r.status().as_u16()).collect();
+    assert_eq!(
+        statuses.iter().filter(|&&s| s == 202).count(),
+        2,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|&&s| s == 403).count(),
+        14,
+        "{statuses:?}"
+    );
+    let full = app.create("alice", &into("team-a", "more")).await;
+    let problem = assert_problem(full, 403, None).await;
+    assert_eq!(problem["code"], "quota-exceeded");
+
+    // A replay is still a replay, and the quota is per user.
+    let (status, replay) =
+        status_and_json(app.create_with_key("alice", "first", &body).await).await;
+    assert_eq!((status, &replay["id"]), (200, &first["id"]));
+    let (status, _) = status_and_json(app.create("bob", &into("team-a", "web")).await).await;
+    assert_eq!(status, 202);
+    app.finish().await;
+}
