@@ -102,6 +102,7 @@ impl From<RequestRow> for DeploymentRequest {
         (status = 202, description = "Accepted", body = DeploymentRequest),
         (status = 200, description = "Replay of an earlier request with the same X-Request-ID and body; or, with `dry_run=true`, what would be applied", body = RequestOrDryRun),
         (status = 400, description = "The body is not a JSON object", body = Problem),
+        (status = 403, description = "The namespace is reserved or not one the namespace policy gives the caller (`namespace-forbidden`), or the caller has the most live deployments allowed (`quota-exceeded`)", body = Problem),
         (status = 409, description = "The identifier is taken", body = Problem),
         (status = 413, description = "The body is over 64 KiB", body = Problem),
         (status = 415, description = "The body is not JSON", body = Problem),
