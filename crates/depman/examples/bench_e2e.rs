@@ -162,6 +162,8 @@ fn start_depman(bin: &str, url: &str, port: u16, run: &str) -> anyhow::Result<Ch
         .env("DATABASE_URL", url)
         .env("DEPMAN_HTTP_ADDR", format!("127.0.0.1:{port}"))
         .env("DEPMAN_PREFIX", format!("bench{run}"))
+        // Measured is the pipeline, not the per-user limit.
+        .env("DEPMAN_RATE_LIMIT", "off")
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .spawn()?)

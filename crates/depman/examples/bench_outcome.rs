@@ -295,6 +295,7 @@ fn start_depman(
         .env("DATABASE_URL", url)
         .env("DEPMAN_HTTP_ADDR", format!("127.0.0.1:{port}"))
         .env("DEPMAN_PREFIX", format!("benchoutcome{run}"))
+        .env("DEPMAN_RATE_LIMIT", "off")
         .env("DEPMAN_WATCH_NAMESPACES", namespace)
         .env("DEPMAN_METRICS_ADDR", "127.0.0.1:0")
         .env("RUST_LOG", "warn")

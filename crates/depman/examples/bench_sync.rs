@@ -43,6 +43,7 @@ impl Roles {
             .arg(role)
             .env("DATABASE_URL", &self.url)
             .env("DEPMAN_PREFIX", &self.prefix)
+            .env("DEPMAN_RATE_LIMIT", "off")
             .env("DEPMAN_HTTP_ADDR", format!("127.0.0.1:{}", self.api_port))
             .env("DEPMAN_METRICS_ADDR", format!("127.0.0.1:{metrics_port}"))
             .env("DEPMAN_WATCH_NAMESPACES", &self.namespace)

@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     dependencies::Dependencies,
     feed::EventFeed,
-    http::{self, AppState},
+    http::{self, AppState, limit::RateLimiter},
     policy::{NamespacePolicy, Policy},
     relay::Relay,
     settings::{ApiSettings, WebhookSettings},
@@ -53,6 +53,7 @@ impl Api {
             names: deps.names.clone(),
             dry_run_timeout: settings.dry_run_timeout,
             policy: Arc::new(policy),
+            limiter: RateLimiter::new(settings.rate_limit, settings.rate_limit_burst),
         };
         let relay = Relay::new(
             deps.pool.clone(),

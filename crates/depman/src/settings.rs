@@ -171,6 +171,13 @@ pub struct ApiSettings {
     /// The namespace depman runs in, refused to users like kube-system.
     #[arg(long, env = "DEPMAN_OWN_NAMESPACE", default_value = "")]
     pub own_namespace: String,
+    /// Changes (POST, PATCH, DELETE) one user may make per second, minute
+    /// or hour, per api process (`N/s`, `N/m`, `N/h`), or `off`.
+    #[arg(long, env = "DEPMAN_RATE_LIMIT", default_value = "100/s")]
+    pub rate_limit: crate::http::limit::Rate,
+    /// How many changes a user may make at once before the rate applies.
+    #[arg(long, env = "DEPMAN_RATE_LIMIT_BURST", default_value_t = 200, value_parser = clap::value_parser!(u32).range(1..))]
+    pub rate_limit_burst: u32,
     /// Live deployments one user may have at once; 0: no limit.
     #[arg(long, env = "DEPMAN_MAX_DEPLOYMENTS_PER_USER", default_value_t = 0)]
     pub max_deployments_per_user: u32,

@@ -70,6 +70,14 @@ impl Client {
                 request = request.json(body);
             }
             match request.send() {
+                // Past the rate limit: wait as asked, then try again with
+                // the same key.
+                Ok(response)
+                    if response.status() == StatusCode::TOO_MANY_REQUESTS && attempt < ATTEMPTS =>
+                {
+                    std::thread::sleep(retry_after(&response));
+                    attempt += 1;
+                }
                 Ok(response) => return answer(response),
                 Err(error) if attempt < ATTEMPTS && (error.is_connect() || error.is_timeout()) => {
                     std::thread::sleep(Duration::from_millis(250 << attempt));
@@ -111,6 +119,17 @@ impl Client {
         }
         Ok(request)
     }
+}
+
+/// The `Retry-After` of a `429`, at most 10 s (1 s when it says nothing).
+fn retry_after(response: &Response) -> Duration {
+    let seconds = response
+        .headers()
+        .get("Retry-After")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1u64);
+    Duration::from_secs(seconds.clamp(1, 10))
 }
 
 fn unreachable(server: &str, error: &reqwest::Error) -> CtlError {

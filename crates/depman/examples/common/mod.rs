@@ -123,6 +123,8 @@ pub fn start(
             .arg(role)
             .env("DATABASE_URL", url)
             .env("DEPMAN_PREFIX", prefix)
+            // Benchmarks measure depman, not the per-user limit.
+            .env("DEPMAN_RATE_LIMIT", "off")
             .env("DEPMAN_METRICS_ADDR", "127.0.0.1:0")
             .env("RUST_LOG", "error")
             .envs(env.iter().copied())

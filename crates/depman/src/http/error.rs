@@ -34,6 +34,9 @@ pub enum ApiError {
     /// Not allowed to this caller, with the problem's code.
     #[error("{1}")]
     Forbidden(&'static str, String),
+    /// Past the caller's rate limit: try again after this long.
+    #[error("too many changes: try again in {} s", .0.as_secs())]
+    RateLimited(std::time::Duration),
     /// A cursor into what was pruned.
     #[error("{0}")]
     Gone(String),
@@ -85,6 +88,7 @@ impl ApiError {
             Self::MethodNotAllowed(_) => (StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed"),
             Self::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             Self::Forbidden(code, _) => (StatusCode::FORBIDDEN, code),
+            Self::RateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, "rate-limited"),
             Self::Gone(_) => (StatusCode::GONE, "cursor-expired"),
             Self::NotConfigured(_) => (StatusCode::SERVICE_UNAVAILABLE, "not-configured"),
             Self::Unavailable { .. } | Self::NotReady(_) => {

@@ -9,6 +9,7 @@ pub mod error;
 pub mod events;
 pub mod extract;
 pub mod health;
+pub mod limit;
 pub mod metrics;
 pub mod openapi;
 pub mod requests;
@@ -52,11 +53,13 @@ pub fn router(state: AppState) -> Router {
     let (api, mut document) = api_routes().split_for_parts();
     openapi::complete(&mut document);
     let metrics = state.metrics.clone();
+    let limiter = state.limiter.clone();
     api.merge(SwaggerUi::new("/swagger").url("/api-docs/openapi.json", document))
         .method_not_allowed_fallback(|| async {
             ApiError::MethodNotAllowed("this route does not take that method".into())
         })
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
+        .layer(middleware::from_fn_with_state(limiter, limit::limit))
         .layer(middleware::from_fn_with_state(metrics, metrics::track))
         .layer(trace::layer())
         .layer(middleware::from_fn(trace::ensure_request_id))

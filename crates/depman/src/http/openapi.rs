@@ -39,6 +39,13 @@ pub fn complete(document: &mut OpenApi) {
                     Vec::<String>::new(),
                 )]);
                 add_problem(operation, "401", "X-User-ID is missing or malformed");
+                if method != "get" {
+                    add_problem(
+                        operation,
+                        "429",
+                        "Past the caller's rate limit (DEPMAN_RATE_LIMIT): Retry-After says when to try again",
+                    );
+                }
                 add_problem(
                     operation,
                     "503",

@@ -4,6 +4,8 @@ use std::{sync::Arc, time::Duration};
 
 use sqlx::PgPool;
 
+use super::limit::RateLimiter;
+
 use crate::{
     feed::EventFeed,
     metrics::Metrics,
@@ -31,4 +33,6 @@ pub struct AppState {
     pub dry_run_timeout: Duration,
     /// Where users may create, and how many.
     pub policy: Arc<Policy>,
+    /// How fast each user may change things.
+    pub limiter: RateLimiter,
 }

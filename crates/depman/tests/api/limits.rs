@@ -108,3 +108,38 @@ async fn the_quota_counts_live_deployments_even_under_concurrent_creates() {
     assert_eq!(status, 202);
     app.finish().await;
 }
+
+#[tokio::test]
+async fn changes_past_the_rate_limit_are_429_until_retry_after() {
+    let mut settings = test_api_settings();
+    settings.rate_limit = "1/s".parse().expect("a rate");
+    settings.rate_limit_burst = 2;
+    let app = TestApp::spawn_with_api(settings).await;
+    for _ in 0..2 {
+        let response = app.create("alice", &into("team-a", "web")).await;
+        assert_eq!(response.status(), 202);
+        let headers = response.headers();
+        assert_eq!(headers["ratelimit-policy"], "\"changes\";q=2;w=2");
+        assert!(headers.contains_key("ratelimit"));
+    }
+    let refused = app.create("alice", &into("team-a", "web")).await;
+    let retry_after: u64 = refused.headers()["retry-after"]
+        .to_str()
+        .expect("ascii")
+        .parse()
+        .expect("seconds");
+    assert_eq!(refused.headers()["ratelimit"], "\"changes\";r=0;t=1");
+    let problem = assert_problem(refused, 429, None).await;
+    assert_eq!(problem["code"], "rate-limited");
+    assert_eq!(retry_after, 1);
+    // Reads are not limited, and other users have their own budget.
+    let (status, _) = status_and_json(app.get("alice", "/api/v1/deployments").await).await;
+    assert_eq!(status, 200);
+    let (status, _) = status_and_json(app.create("bob", &into("team-a", "web")).await).await;
+    assert_eq!(status, 202);
+
+    tokio::time::sleep(std::time::Duration::from_secs(retry_after)).await;
+    let (status, body) = status_and_json(app.create("alice", &into("team-a", "web")).await).await;
+    assert_eq!(status, 202, "{body}");
+    app.finish().await;
+}
