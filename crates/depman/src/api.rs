@@ -54,6 +54,7 @@ impl Api {
             dry_run_timeout: settings.dry_run_timeout,
             policy: Arc::new(policy),
             limiter: RateLimiter::new(settings.rate_limit, settings.rate_limit_burst),
+            trusted_proxies: Arc::new(settings.trusted_proxies.clone()),
         };
         let relay = Relay::new(
             deps.pool.clone(),
@@ -90,6 +91,8 @@ impl Api {
         );
         let app = http::router(self.state);
         let stopped = stop.clone();
+        // The peer's address, for `DEPMAN_TRUSTED_PROXIES`.
+        let app = app.into_make_service_with_connect_info::<SocketAddr>();
         axum::serve(self.listener, app)
             .with_graceful_shutdown(async move { stopped.cancelled().await })
             .await?;

@@ -171,6 +171,10 @@ pub struct ApiSettings {
     /// The namespace depman runs in, refused to users like kube-system.
     #[arg(long, env = "DEPMAN_OWN_NAMESPACE", default_value = "")]
     pub own_namespace: String,
+    /// Peers X-User-ID is believed from: `any`, or addresses and CIDR
+    /// blocks (the authenticating proxy in front of depman).
+    #[arg(long, env = "DEPMAN_TRUSTED_PROXIES", default_value = "any")]
+    pub trusted_proxies: crate::http::trusted::TrustedProxies,
     /// Changes (POST, PATCH, DELETE) one user may make per second, minute
     /// or hour, per api process (`N/s`, `N/m`, `N/h`), or `off`.
     #[arg(long, env = "DEPMAN_RATE_LIMIT", default_value = "100/s")]

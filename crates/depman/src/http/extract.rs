@@ -3,7 +3,10 @@
 //! headers (JSON bodies: `body`).
 
 use axum::{
-    extract::{FromRequestParts, Path, RawPathParams, path::ErrorKind, rejection::PathRejection},
+    extract::{
+        ConnectInfo, FromRequestParts, Path, RawPathParams, path::ErrorKind,
+        rejection::PathRejection,
+    },
     http::{HeaderMap, request::Parts},
 };
 use serde::de::DeserializeOwned;
@@ -46,6 +49,16 @@ impl FromRequestParts<AppState> for Caller {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let external_id = header_value(&parts.headers, USER_ID_HEADER)
             .ok_or_else(|| ApiError::Unauthorized("the X-User-ID header is required".into()))?;
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<std::net::SocketAddr>>()
+            .map(|ConnectInfo(addr)| addr.ip());
+        if !state.trusted_proxies.allows(peer) {
+            return Err(ApiError::Unauthorized(
+                "X-User-ID is only accepted through a trusted proxy (DEPMAN_TRUSTED_PROXIES)"
+                    .into(),
+            ));
+        }
         check_header_token(external_id)
             .map_err(|message| ApiError::Unauthorized(format!("X-User-ID {message}")))?;
         tracing::Span::current().record("user", external_id);

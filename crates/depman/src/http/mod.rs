@@ -16,6 +16,7 @@ pub mod requests;
 pub mod revisions;
 pub mod state;
 pub mod trace;
+pub mod trusted;
 pub mod wait;
 pub mod webhooks;
 

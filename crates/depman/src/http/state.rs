@@ -4,7 +4,7 @@ use std::{sync::Arc, time::Duration};
 
 use sqlx::PgPool;
 
-use super::limit::RateLimiter;
+use super::{limit::RateLimiter, trusted::TrustedProxies};
 
 use crate::{
     feed::EventFeed,
@@ -35,4 +35,6 @@ pub struct AppState {
     pub policy: Arc<Policy>,
     /// How fast each user may change things.
     pub limiter: RateLimiter,
+    /// Who may name the caller with `X-User-ID`.
+    pub trusted_proxies: Arc<TrustedProxies>,
 }

@@ -143,3 +143,28 @@ async fn changes_past_the_rate_limit_are_429_until_retry_after() {
     assert_eq!(status, 202, "{body}");
     app.finish().await;
 }
+
+#[tokio::test]
+async fn x_user_id_is_believed_only_from_a_trusted_proxy() {
+    let mut settings = test_api_settings();
+    settings.trusted_proxies = "10.0.0.0/8, fd00::/8".parse().expect("a list");
+    let elsewhere = TestApp::spawn_with_api(settings).await;
+    let refused = elsewhere.get("alice", "/api/v1/deployments").await;
+    let problem = assert_problem(refused, 401, None).await;
+    assert!(
+        problem["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("trusted proxy")),
+        "{problem}"
+    );
+    let (status, _) = status_and_json(elsewhere.get("alice", "/api/v1/ping").await).await;
+    assert_eq!(status, 200, "liveness needs no caller");
+    elsewhere.finish().await;
+
+    let mut settings = test_api_settings();
+    settings.trusted_proxies = "10.0.0.0/8, 127.0.0.1".parse().expect("a list");
+    let here = TestApp::spawn_with_api(settings).await;
+    let (status, _) = status_and_json(here.get("alice", "/api/v1/deployments").await).await;
+    assert_eq!(status, 200);
+    here.finish().await;
+}

@@ -60,6 +60,7 @@ pub fn test_api_settings() -> ApiSettings {
         namespace_policy: String::new(),
         own_namespace: String::new(),
         max_deployments_per_user: 0,
+        trusted_proxies: "any".parse().expect("a list"),
         rate_limit: "off".parse().expect("a rate"),
         rate_limit_burst: 1,
     }
