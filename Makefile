@@ -14,7 +14,7 @@ IMAGE ?= depman:dev
 OVERLAY ?= dev
 
 .PHONY: help env env-down env-status dev run run-worker run-watcher test build build-tests lint fmt \
-	docker-build k8s-deploy k8s-delete bench-api bench-e2e bench-sync bench-outcome bench-events bench-dry-run fuzz
+	docker-build k8s-deploy k8s-delete bench-api bench-e2e bench-sync bench-outcome bench-events bench-dry-run bench-scale fuzz
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -89,6 +89,10 @@ bench-events: env ## SSE subscribers and a webhook under 200 CREATEs/s: commit-t
 bench-dry-run: env ## dry runs through depman at 16 clients next to kube-rs dry-run applies straight to the API server
 	@cargo build --locked --release --bin depman --example bench_dry_run -q
 	@$(WITH_ENV) DEPMAN_BIN=$(CARGO_TARGET_DIR)/release/depman $(CARGO_TARGET_DIR)/release/examples/bench_dry_run
+
+bench-scale: env ## the same 1,000 requests carried out by 1, 2 and 4 worker processes: throughput and its ratio to one worker
+	@cargo build --locked --release --bin depman --example bench_scale -q
+	@$(WITH_ENV) DEPMAN_BIN=$(CARGO_TARGET_DIR)/release/depman $(CARGO_TARGET_DIR)/release/examples/bench_scale
 
 fuzz: env ## schemathesis over the served OpenAPI document, all checks (FUZZ_SECONDS=240)
 	@scripts/fuzz.sh
