@@ -6,7 +6,7 @@ set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=/dev/null
-for part in lib tools postgres nats kube; do source "$here/$part.sh"; done
+for part in lib tools postgres nats kube dex; do source "$here/$part.sh"; done
 
 write_env_file() {
   mkdir -p "$DEVENV_DIR"
@@ -20,6 +20,10 @@ export NATS_URL=$(nats_url)
 export KUBECONFIG=$KUBE_KUBECONFIG
 export DEPMAN_WEBHOOK_KEY=$(cat "$DEVENV_DIR/webhook.key")
 export DEPMAN_WEBHOOK_ALLOWED_HOSTS=127.0.0.1,localhost,::1
+# Dex, for the tests of DEPMAN_AUTH=jwt (docs/setup.md).
+export DEPMAN_TEST_OIDC_ISSUER=$(dex_issuer)
+export DEPMAN_TEST_DEX_BIN=$(dex_bin)
+export DEPMAN_TEST_DEX_CONFIG=$DEX_DIR/config.yaml
 export PATH="$(tool_dir k8s "$KUBE_VERSION"):$(tool_dir nats "$NATS_SERVER_VERSION"):\$PATH"
 ENV
 }
@@ -33,11 +37,13 @@ up() {
   postgres_up
   nats_up
   kube_up
+  dex_up
   write_env_file
   say "environment up in $((SECONDS - started)) s; load it with: . .devenv/env.sh"
 }
 
 down() {
+  dex_down
   kube_down
   nats_down
   postgres_down
@@ -47,6 +53,7 @@ status() {
   postgres_status
   nats_status
   kube_status
+  dex_status
   [[ -f $DEVENV_DIR/env.sh ]] && echo "env file   $DEVENV_DIR/env.sh"
   return 0
 }

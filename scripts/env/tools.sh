@@ -49,6 +49,7 @@ build_all_tools() {
   build_tools nats "$NATS_SERVER_VERSION" "-s -w" \
     nats-server=github.com/nats-io/nats-server/v2 nats=github.com/nats-io/natscli/nats
   build_tools etcd "$ETCD_VERSION" "-s -w" etcd=go.etcd.io/etcd/server/v3
+  build_tools dex "$DEX_VERSION" "-s -w -X main.version=$DEX_VERSION" dex=github.com/dexidp/dex/cmd/dex
   build_tools kwok "$KWOK_VERSION" "-s -w" \
     kwok=sigs.k8s.io/kwok/cmd/kwok kwokctl=sigs.k8s.io/kwok/cmd/kwokctl
   build_tools k8s "$KUBE_VERSION" "$kube_ld" \

@@ -11,9 +11,10 @@ use crate::{
     dependencies::Dependencies,
     feed::EventFeed,
     http::{self, AppState, limit::RateLimiter},
+    identity::TokenVerifier,
     policy::{NamespacePolicy, Policy},
     relay::Relay,
-    settings::{ApiSettings, WebhookSettings},
+    settings::{ApiSettings, AuthMode, WebhookSettings},
     webhooks::destination::Allowed,
 };
 
@@ -54,6 +55,10 @@ impl Api {
             dry_run_timeout: settings.dry_run_timeout,
             policy: Arc::new(policy),
             limiter: RateLimiter::new(settings.rate_limit, settings.rate_limit_burst),
+            verifier: match settings.auth.auth {
+                AuthMode::Header => None,
+                AuthMode::Jwt => Some(TokenVerifier::new(settings.auth.jwt.clone())?),
+            },
             trusted_proxies: Arc::new(settings.trusted_proxies.clone()),
         };
         let relay = Relay::new(

@@ -13,6 +13,7 @@ pub mod domain;
 pub mod dry_run;
 pub mod feed;
 pub mod http;
+pub mod identity;
 pub mod kubernetes;
 pub mod metrics;
 pub mod policy;

@@ -20,6 +20,8 @@ pub struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
+// Parsed once at start: the size of the largest variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum Command {
     /// Serve the HTTP API and relay accepted requests to NATS (applies
     /// pending migrations first).
@@ -171,6 +173,8 @@ pub struct ApiSettings {
     /// The namespace depman runs in, refused to users like kube-system.
     #[arg(long, env = "DEPMAN_OWN_NAMESPACE", default_value = "")]
     pub own_namespace: String,
+    #[command(flatten)]
+    pub auth: AuthSettings,
     /// Peers X-User-ID is believed from: `any`, or addresses and CIDR
     /// blocks (the authenticating proxy in front of depman).
     #[arg(long, env = "DEPMAN_TRUSTED_PROXIES", default_value = "any")]
@@ -185,6 +189,46 @@ pub struct ApiSettings {
     /// Live deployments one user may have at once; 0: no limit.
     #[arg(long, env = "DEPMAN_MAX_DEPLOYMENTS_PER_USER", default_value_t = 0)]
     pub max_deployments_per_user: u32,
+}
+
+/// How the api knows who calls.
+#[derive(Debug, Clone, Args)]
+pub struct AuthSettings {
+    /// `header`: X-User-ID names the caller (behind an authenticating
+    /// proxy); `jwt`: an OpenID Connect bearer token does.
+    #[arg(long, env = "DEPMAN_AUTH", value_enum, default_value_t = AuthMode::Header)]
+    pub auth: AuthMode,
+    #[command(flatten)]
+    pub jwt: JwtSettings,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum AuthMode {
+    Header,
+    Jwt,
+}
+
+/// The token issuer and what to read from its tokens (`DEPMAN_AUTH=jwt`).
+#[derive(Debug, Clone, Args)]
+pub struct JwtSettings {
+    /// The issuer (`iss`); its keys are found through its discovery document.
+    #[arg(long, env = "DEPMAN_JWT_ISSUER", default_value = "")]
+    pub jwt_issuer: String,
+    /// The issuer's key set, when not the one its discovery document names.
+    #[arg(long, env = "DEPMAN_JWT_JWKS_URL", default_value = "")]
+    pub jwt_jwks_url: String,
+    /// The audience (`aud`) tokens must be meant for: depman's client id.
+    #[arg(long, env = "DEPMAN_JWT_AUDIENCE", default_value = "")]
+    pub jwt_audience: String,
+    /// The claim naming the user.
+    #[arg(long, env = "DEPMAN_JWT_USER_CLAIM", default_value = "sub")]
+    pub jwt_user_claim: String,
+    /// The claim listing the user's groups (for the namespace policy).
+    #[arg(long, env = "DEPMAN_JWT_GROUPS_CLAIM", default_value = "groups")]
+    pub jwt_groups_claim: String,
+    /// Clock skew allowed on `exp` and `nbf`, at most 30 s.
+    #[arg(long, env = "DEPMAN_JWT_LEEWAY", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub jwt_leeway: Duration,
 }
 
 /// Where a role without the API serves `/metrics` and `/healthz`; `depman

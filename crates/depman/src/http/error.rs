@@ -15,6 +15,9 @@ use crate::{accept::AcceptError, domain::FieldError};
 pub enum ApiError {
     #[error("{0}")]
     Unauthorized(String),
+    /// A bearer token missing or not taken (`DEPMAN_AUTH=jwt`).
+    #[error("{0}")]
+    InvalidToken(crate::identity::TokenError),
     #[error("{0}")]
     MalformedBody(String),
     #[error("the body must be JSON (Content-Type: application/json)")]
@@ -75,6 +78,7 @@ impl ApiError {
     fn status_and_code(&self) -> (StatusCode, &'static str) {
         match self {
             Self::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            Self::InvalidToken(_) => (StatusCode::UNAUTHORIZED, "invalid-token"),
             Self::MalformedBody(_) => (StatusCode::BAD_REQUEST, "malformed-body"),
             Self::UnsupportedMediaType => {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported-media-type")
@@ -135,6 +139,14 @@ impl IntoResponse for ApiError {
                 .join("; "),
             other => other.to_string(),
         };
+        let challenge = match &self {
+            // RFC 6750: no error code when no token was given.
+            Self::InvalidToken(crate::identity::TokenError::Missing) => Some("Bearer".to_owned()),
+            Self::InvalidToken(reason) => Some(format!(
+                "Bearer error=\"invalid_token\", error_description=\"{reason}\""
+            )),
+            _ => None,
+        };
         let errors = match self {
             Self::Invalid(errors) | Self::Refused { causes: errors, .. } => errors,
             _ => Vec::new(),
@@ -148,6 +160,11 @@ impl IntoResponse for ApiError {
             errors,
         };
         let mut response = (status, Json(problem)).into_response();
+        if let Some(value) = challenge.and_then(|c| header::HeaderValue::from_str(&c).ok()) {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, value);
+        }
         response.headers_mut().insert(
             header::CONTENT_TYPE,
             header::HeaderValue::from_static("application/problem+json"),
@@ -177,6 +194,18 @@ impl From<crate::dry_run::DryRunError> for ApiError {
                 message, causes, ..
             } => Self::Refused { message, causes },
             DryRunError::Unavailable(message) => Self::DryRunUnavailable(message),
+        }
+    }
+}
+
+impl From<crate::identity::TokenError> for ApiError {
+    fn from(error: crate::identity::TokenError) -> Self {
+        match error {
+            crate::identity::TokenError::Unavailable(reason) => Self::Unavailable {
+                dependency: "identity provider",
+                source: anyhow::anyhow!(reason),
+            },
+            other => Self::InvalidToken(other),
         }
     }
 }

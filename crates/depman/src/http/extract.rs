@@ -13,6 +13,7 @@ use serde::de::DeserializeOwned;
 
 use super::{error::ApiError, state::AppState};
 use crate::domain::names::check_header_token;
+use crate::identity::{TokenError, TokenVerifier};
 
 pub const USER_ID_HEADER: &str = "x-user-id";
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
@@ -47,6 +48,9 @@ impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        if let Some(verifier) = &state.verifier {
+            return token_caller(parts, state, verifier).await;
+        }
         let external_id = header_value(&parts.headers, USER_ID_HEADER)
             .ok_or_else(|| ApiError::Unauthorized("the X-User-ID header is required".into()))?;
         let peer = parts
@@ -69,6 +73,34 @@ impl FromRequestParts<AppState> for Caller {
             groups: Vec::new(),
         })
     }
+}
+
+/// The caller a bearer token names (`DEPMAN_AUTH=jwt`); `X-User-ID` is
+/// ignored.
+async fn token_caller(
+    parts: &Parts,
+    state: &AppState,
+    verifier: &TokenVerifier,
+) -> Result<Caller, ApiError> {
+    let token = bearer(&parts.headers).ok_or(TokenError::Missing)?;
+    let identity = verifier.verify(token).await?;
+    tracing::Span::current().record("user", identity.user.as_str());
+    let id = state.users.resolve(&state.pool, &identity.user).await?;
+    Ok(Caller {
+        id,
+        external_id: identity.user,
+        groups: identity.groups,
+    })
+}
+
+/// The token of `Authorization: Bearer <token>`.
+pub fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = header_value(headers, "authorization")?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|token| !token.is_empty())
 }
 
 /// The idempotency key of a mutating request: `X-Request-ID`, which the

@@ -18,7 +18,10 @@ use axum::{
     response::{IntoResponse, Response},
 };
 
-use super::{error::ApiError, extract::USER_ID_HEADER};
+use super::{
+    error::ApiError,
+    extract::{USER_ID_HEADER, bearer},
+};
 
 /// `N/s`, `N/m` or `N/h`, or `off`.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -138,11 +141,18 @@ pub async fn limit(State(limiter): State<RateLimiter>, request: Request, next: N
         *request.method(),
         Method::GET | Method::HEAD | Method::OPTIONS
     ) && request.uri().path().starts_with("/api/v1/");
-    let user = request
-        .headers()
-        .get(USER_ID_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
+    // The caller as the request names them: `X-User-ID`, or the bearer
+    // token itself (never a claim read before the token is verified, which
+    // anyone could forge to spend another user's budget).
+    let headers = request.headers();
+    let user = bearer(headers)
+        .map(|token| format!("token:{token}"))
+        .or_else(|| {
+            headers
+                .get(USER_ID_HEADER)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        });
     let (Some(user), true) = (user, changes) else {
         return next.run(request).await;
     };

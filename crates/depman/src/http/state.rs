@@ -8,6 +8,7 @@ use super::{limit::RateLimiter, trusted::TrustedProxies};
 
 use crate::{
     feed::EventFeed,
+    identity::TokenVerifier,
     metrics::Metrics,
     policy::Policy,
     queue::Names,
@@ -35,6 +36,8 @@ pub struct AppState {
     pub policy: Arc<Policy>,
     /// How fast each user may change things.
     pub limiter: RateLimiter,
+    /// Verifies bearer tokens (`DEPMAN_AUTH=jwt`); `None`: `X-User-ID`.
+    pub verifier: Option<TokenVerifier>,
     /// Who may name the caller with `X-User-ID`.
     pub trusted_proxies: Arc<TrustedProxies>,
 }

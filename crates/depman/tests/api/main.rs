@@ -1,5 +1,6 @@
 //! The HTTP API against a real PostgreSQL: one database per test.
 
+mod auth;
 mod bad_input;
 mod changes;
 mod create;

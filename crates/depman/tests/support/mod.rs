@@ -60,6 +60,17 @@ pub fn test_api_settings() -> ApiSettings {
         namespace_policy: String::new(),
         own_namespace: String::new(),
         max_deployments_per_user: 0,
+        auth: depman::settings::AuthSettings {
+            auth: depman::settings::AuthMode::Header,
+            jwt: depman::settings::JwtSettings {
+                jwt_issuer: String::new(),
+                jwt_jwks_url: String::new(),
+                jwt_audience: String::new(),
+                jwt_user_claim: "sub".into(),
+                jwt_groups_claim: "groups".into(),
+                jwt_leeway: std::time::Duration::from_secs(30),
+            },
+        },
         trusted_proxies: "any".parse().expect("a list"),
         rate_limit: "off".parse().expect("a rate"),
         rate_limit_burst: 1,
