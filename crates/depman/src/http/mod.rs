@@ -52,7 +52,7 @@ struct ApiDoc;
 /// layers every request passes through.
 pub fn router(state: AppState) -> Router {
     let (api, mut document) = api_routes().split_for_parts();
-    openapi::complete(&mut document);
+    openapi::complete(&mut document, state.verifier.is_some());
     let metrics = state.metrics.clone();
     let limiter = state.limiter.clone();
     api.merge(SwaggerUi::new("/swagger").url("/api-docs/openapi.json", document))

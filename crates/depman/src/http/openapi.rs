@@ -7,7 +7,7 @@
 use utoipa::openapi::{
     Content, HeaderBuilder, ObjectBuilder, OpenApi, PathItem, Ref, RefOr, Response, Type,
     path::Operation,
-    security::{ApiKey, ApiKeyValue, SecurityRequirement, SecurityScheme},
+    security::{ApiKey, ApiKeyValue, Http, HttpAuthScheme, SecurityRequirement, SecurityScheme},
 };
 
 /// The name of the `X-User-ID` scheme in the document.
@@ -15,18 +15,34 @@ pub const CALLER_SCHEME: &str = "caller";
 
 pub const PROBLEM_MEDIA_TYPE: &str = "application/problem+json";
 
-pub fn complete(document: &mut OpenApi) {
+/// Completes `document` for the api's authentication: `X-User-ID`, or
+/// bearer tokens (`DEPMAN_AUTH=jwt`), under the scheme name `caller`.
+pub fn complete(document: &mut OpenApi, tokens: bool) {
+    let scheme = if tokens {
+        let mut bearer = Http::new(HttpAuthScheme::Bearer);
+        bearer.bearer_format = Some("JWT".into());
+        bearer.description = Some(
+            "An OpenID Connect ID or access token of the configured issuer (DEPMAN_AUTH=jwt). \
+             Every /api/v1 route but /api/v1/ping needs it; missing or refused: 401."
+                .into(),
+        );
+        SecurityScheme::Http(bearer)
+    } else {
+        SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+            "X-User-ID",
+            "The caller: 1 to 128 characters of `A-Za-z0-9._@-`. Every /api/v1 route but \
+             /api/v1/ping needs it; missing or malformed: 401.",
+        )))
+    };
+    let missing = if tokens {
+        "The bearer token is missing or refused (`invalid-token`)"
+    } else {
+        "X-User-ID is missing or malformed"
+    };
     document
         .components
         .get_or_insert_with(Default::default)
-        .add_security_scheme(
-            CALLER_SCHEME,
-            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
-                "X-User-ID",
-                "The caller: 1 to 128 characters of `A-Za-z0-9._@-`. Every /api/v1 route but \
-                 /api/v1/ping needs it; missing or malformed: 401.",
-            ))),
-        );
+        .add_security_scheme(CALLER_SCHEME, scheme);
     for (path, item) in document.paths.paths.iter_mut() {
         let needs_caller = path.starts_with("/api/v1/") && path != "/api/v1/ping";
         for (method, operation) in operations(item) {
@@ -38,7 +54,7 @@ pub fn complete(document: &mut OpenApi) {
                     CALLER_SCHEME,
                     Vec::<String>::new(),
                 )]);
-                add_problem(operation, "401", "X-User-ID is missing or malformed");
+                add_problem(operation, "401", missing);
                 if method != "get" {
                     add_problem(
                         operation,

@@ -9,13 +9,14 @@ use depman::settings::{ApiSettings, AuthMode};
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, environment, free_port, test_api_settings, unique};
+use crate::helpers::{
+    DEX_CLIENT as CLIENT, TestApp, dex_token, environment, free_port, test_api_settings, unique,
+};
 
-const CLIENT: (&str, &str) = ("depman", "depman-dev-secret");
 const ALICE: (&str, &str) = ("alice@example.com", "password");
 const BOB: (&str, &str) = ("bob@example.com", "bob-secret");
 
-fn jwt_settings(issuer: &str, audience: &str) -> ApiSettings {
+pub fn jwt_settings(issuer: &str, audience: &str) -> ApiSettings {
     let mut settings = test_api_settings();
     settings.auth.auth = AuthMode::Jwt;
     settings.auth.jwt.jwt_issuer = issuer.to_owned();
@@ -25,29 +26,7 @@ fn jwt_settings(issuer: &str, audience: &str) -> ApiSettings {
 
 /// An ID token from the password grant of the Dex at `issuer`.
 async fn token(issuer: &str, (user, password): (&str, &str)) -> String {
-    depman::dependencies::install_crypto_provider();
-    let answer: Value = reqwest::Client::new()
-        .post(format!("{issuer}/token"))
-        .basic_auth(CLIENT.0, Some(CLIENT.1))
-        .header("Content-Type", "application/x-www-form-urlencoded")
-        .body(
-            form_urlencoded::Serializer::new(String::new())
-                .append_pair("grant_type", "password")
-                .append_pair("scope", "openid email profile groups")
-                .append_pair("username", user)
-                .append_pair("password", password)
-                .finish(),
-        )
-        .send()
-        .await
-        .expect("Dex answers")
-        .json()
-        .await
-        .expect("a token response");
-    answer["id_token"]
-        .as_str()
-        .unwrap_or_else(|| panic!("no id_token: {answer}"))
-        .to_owned()
+    dex_token(issuer, user, password).await
 }
 
 fn claims(token: &str) -> Value {
@@ -118,6 +97,19 @@ async fn dex_tokens_name_the_caller_and_forgeries_are_refused() {
     let path = format!("/api/v1/deployments/requests/{id}");
     assert_eq!(call(&app, Method::GET, &path, &bob).await.status(), 404);
     assert_eq!(call(&app, Method::GET, &path, &alice).await.status(), 200);
+
+    // The document says how to call this api.
+    let document: Value = reqwest::get(app.url("/api-docs/openapi.json"))
+        .await
+        .expect("the document")
+        .json()
+        .await
+        .expect("JSON");
+    let scheme = &document["components"]["securitySchemes"]["caller"];
+    assert_eq!(
+        (&scheme["type"], &scheme["scheme"]),
+        (&json!("http"), &json!("bearer"))
+    );
 
     // X-User-ID is no way in.
     let header_only = app.get(&sub, "/api/v1/deployments").await;

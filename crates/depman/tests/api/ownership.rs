@@ -1,14 +1,27 @@
 use serde_json::json;
 
-use crate::helpers::{TestApp, assert_problem, deployment, status_and_json};
+use crate::helpers::{
+    DEX_CLIENT, TestApp, assert_problem, deployment, environment, status_and_json,
+};
 
 #[tokio::test]
 async fn another_user_sees_and_changes_nothing_of_alices() {
-    let app = TestApp::spawn().await;
+    nothing_of_alices(TestApp::spawn().await).await;
+}
+
+/// The same with users named by Dex tokens (`DEPMAN_AUTH=jwt`).
+#[tokio::test]
+async fn with_tokens_another_user_sees_and_changes_nothing_of_alices() {
+    let issuer = environment("DEPMAN_TEST_OIDC_ISSUER");
+    let settings = crate::auth::jwt_settings(&issuer, DEX_CLIENT.0);
+    nothing_of_alices(TestApp::spawn_with_api(settings).await).await;
+}
+
+async fn nothing_of_alices(app: TestApp) {
     let mut body = deployment("web");
     body["identifier"] = json!("alices");
     let (_, request) = status_and_json(app.create("alice", &body).await).await;
-    let id = request["id"].as_str().unwrap();
+    let id = request["id"].as_str().expect("an id");
 
     assert_problem(
         app.get("bob", &format!("/api/v1/deployments/requests/{id}"))
@@ -42,7 +55,7 @@ async fn another_user_sees_and_changes_nothing_of_alices() {
     let count: i64 = sqlx::query_scalar("SELECT count(*) FROM deployment_requests")
         .fetch_one(&app.pool)
         .await
-        .unwrap();
+        .expect("count the requests");
     assert_eq!(count, 1);
     app.finish().await;
 }

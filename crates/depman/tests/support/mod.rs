@@ -39,6 +39,9 @@ pub struct TestApp {
     served: tokio::task::JoinHandle<anyhow::Result<()>>,
     /// What the api was started with, for a restart.
     settings: ApiSettings,
+    /// With `DEPMAN_AUTH=jwt`: each test user's token, sent instead of
+    /// `X-User-ID`.
+    tokens: std::collections::HashMap<String, String>,
 }
 
 /// The key test apps seal webhook secrets with.
@@ -75,6 +78,56 @@ pub fn test_api_settings() -> ApiSettings {
         rate_limit: "off".parse().expect("a rate"),
         rate_limit_burst: 1,
     }
+}
+
+/// The users of the environment's Dex (`make env`): name, email, password.
+pub const DEX_USERS: [(&str, &str, &str); 2] = [
+    ("alice", "alice@example.com", "password"),
+    ("bob", "bob@example.com", "bob-secret"),
+];
+
+/// Dex's client for depman, and its secret.
+pub const DEX_CLIENT: (&str, &str) = ("depman", "depman-dev-secret");
+
+/// An ID token of `email` from the password grant of the Dex at `issuer`.
+pub async fn dex_token(issuer: &str, email: &str, password: &str) -> String {
+    depman::dependencies::install_crypto_provider();
+    let body = form_urlencoded::Serializer::new(String::new())
+        .append_pair("grant_type", "password")
+        .append_pair("scope", "openid email profile groups")
+        .append_pair("username", email)
+        .append_pair("password", password)
+        .finish();
+    let answer: Value = reqwest::Client::new()
+        .post(format!("{issuer}/token"))
+        .basic_auth(DEX_CLIENT.0, Some(DEX_CLIENT.1))
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body(body)
+        .send()
+        .await
+        .expect("Dex answers")
+        .json()
+        .await
+        .expect("a token response");
+    answer["id_token"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no id_token: {answer}"))
+        .to_owned()
+}
+
+/// Alice's and Bob's tokens when the api takes the environment's Dex
+/// tokens; none otherwise (a test of another issuer brings its own).
+async fn test_tokens(settings: &ApiSettings) -> std::collections::HashMap<String, String> {
+    let mut tokens = std::collections::HashMap::new();
+    let dex = std::env::var("DEPMAN_TEST_OIDC_ISSUER").unwrap_or_default();
+    if settings.auth.auth == depman::settings::AuthMode::Jwt && settings.auth.jwt.jwt_issuer == dex
+    {
+        for (name, email, password) in DEX_USERS {
+            let token = dex_token(&settings.auth.jwt.jwt_issuer, email, password).await;
+            tokens.insert(name.to_owned(), token);
+        }
+    }
+    tokens
 }
 
 /// How long the tests' apis wait for a worker's dry run.
@@ -261,6 +314,7 @@ impl TestApp {
             client: reqwest::Client::new(),
             stop,
             served,
+            tokens: test_tokens(&settings).await,
             settings,
         }
     }
@@ -520,11 +574,14 @@ impl TestApp {
         format!("http://{}{path}", self.addr)
     }
 
-    /// A request as `user`, without a body.
+    /// A request as `user`, without a body: with their token when the api
+    /// takes tokens, else `X-User-ID`.
     pub fn request(&self, method: Method, path: &str, user: &str) -> RequestBuilder {
-        self.client
-            .request(method, self.url(path))
-            .header("X-User-ID", user)
+        let request = self.client.request(method, self.url(path));
+        match self.tokens.get(user) {
+            Some(token) => request.bearer_auth(token),
+            None => request.header("X-User-ID", user),
+        }
     }
 
     pub async fn create(&self, user: &str, body: &Value) -> Response {
