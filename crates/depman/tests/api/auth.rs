@@ -229,7 +229,7 @@ async fn groups_from_the_token_meet_the_namespace_policy() {
 #[tokio::test]
 async fn an_expired_token_is_refused() {
     // A Dex of this test's own, whose ID tokens live one second.
-    let dex = ShortLivedDex::start().await;
+    let dex = OwnDex::start("expiry:\n  idTokens: \"1s\"\n").await;
     let mut settings = jwt_settings(&dex.issuer, CLIENT.0);
     settings.auth.jwt.jwt_leeway = Duration::ZERO;
     let app = TestApp::spawn_with_api(settings).await;
@@ -249,15 +249,65 @@ async fn an_expired_token_is_refused() {
     app.finish().await;
 }
 
-/// A Dex process with one-second ID tokens on a port of its own.
-struct ShortLivedDex {
+#[tokio::test]
+async fn a_rotated_key_is_picked_up_but_the_key_set_is_fetched_at_most_once_a_minute() {
+    // Dex checks for rotation every 30 s; with a 10 s period it rotates
+    // at each check.
+    let dex =
+        OwnDex::start("signer:\n  type: local\n  config:\n    keysRotationPeriod: \"10s\"\n").await;
+    let app = TestApp::spawn_with_api(jwt_settings(&dex.issuer, CLIENT.0)).await;
+    let first = token(&dex.issuer, ALICE).await;
+    let fetched = std::time::Instant::now();
+    assert_eq!(
+        call(&app, Method::GET, "/api/v1/deployments", &first)
+            .await
+            .status(),
+        200
+    );
+    let kid = |token: &str| {
+        let header = token.split('.').next().expect("a header");
+        let header: Value =
+            serde_json::from_slice(&URL_SAFE_NO_PAD.decode(header).expect("base64url"))
+                .expect("JSON");
+        header["kid"].clone()
+    };
+    let mut rotated = first.clone();
+    while kid(&rotated) == kid(&first) {
+        assert!(
+            fetched.elapsed() < Duration::from_secs(50),
+            "Dex never rotated its key"
+        );
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        rotated = token(&dex.issuer, ALICE).await;
+    }
+    // Within the minute the new key is unknown: no second fetch yet.
+    if fetched.elapsed() < Duration::from_secs(55) {
+        refused(
+            call(&app, Method::GET, "/api/v1/deployments", &rotated).await,
+            "key",
+        )
+        .await;
+    }
+    tokio::time::sleep(Duration::from_secs(61).saturating_sub(fetched.elapsed())).await;
+    assert_eq!(
+        call(&app, Method::GET, "/api/v1/deployments", &rotated)
+            .await
+            .status(),
+        200
+    );
+    app.finish().await;
+}
+
+/// A Dex process of the test's own: the environment's configuration on a
+/// port of its own, with `extra` configuration.
+struct OwnDex {
     issuer: String,
     process: tokio::process::Child,
     folder: std::path::PathBuf,
 }
 
-impl ShortLivedDex {
-    async fn start() -> Self {
+impl OwnDex {
+    async fn start(extra: &str) -> Self {
         depman::dependencies::install_crypto_provider();
         let port = free_port();
         let issuer = format!("http://127.0.0.1:{port}/dex");
@@ -277,7 +327,8 @@ impl ShortLivedDex {
             })
             .collect::<Vec<_>>()
             .join("\n")
-            + "\nexpiry:\n  idTokens: \"1s\"\n";
+            + "\n"
+            + extra;
         let path = folder.join("config.yaml");
         std::fs::write(&path, config).expect("write the config");
         let process = tokio::process::Command::new(environment("DEPMAN_TEST_DEX_BIN"))
@@ -306,7 +357,7 @@ impl ShortLivedDex {
     }
 }
 
-impl Drop for ShortLivedDex {
+impl Drop for OwnDex {
     fn drop(&mut self) {
         let _ = self.process.start_kill();
         let _ = std::fs::remove_dir_all(&self.folder);
