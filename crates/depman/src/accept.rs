@@ -77,20 +77,36 @@ pub async fn create(
         generated,
         fingerprint: &fingerprint,
     };
-    let Some(max) = policy.max_deployments else {
-        return insert_create(&mut *pool.acquire().await?, pool, new).await;
+    let inserted = match policy.max_deployments {
+        None => insert_create(&mut *pool.acquire().await?, new).await?,
+        Some(max) => {
+            // Counting and inserting under the user's lock: concurrent
+            // CREATEs of one user cannot both take the last place.
+            let mut tx = pool.begin().await?;
+            deployments::lock_owner(&mut tx, asker.user_id).await?;
+            // Looked up under the lock: a retry of the CREATE that took the
+            // last place is its replay, not over the quota.
+            if let Some(earlier) = requests::find_by_key(&mut *tx, asker.user_id, asker.key).await?
+            {
+                return replay(earlier, &fingerprint);
+            }
+            check_quota(&mut tx, asker, max).await?;
+            let inserted = insert_create(&mut tx, new).await?;
+            if matches!(inserted, Inserted::Done(_)) {
+                tx.commit().await?;
+            }
+            inserted
+        }
     };
-    // Counting and inserting under the user's lock: concurrent CREATEs of
-    // one user cannot both take the last place.
-    let mut tx = pool.begin().await?;
-    if let Some(earlier) = requests::find_by_key(&mut *tx, asker.user_id, asker.key).await? {
-        return replay(earlier, &fingerprint);
+    match inserted {
+        Inserted::Done(accepted) => Ok(accepted),
+        // The connection is back in the pool before the lookup takes one:
+        // a handler never holds one connection while waiting for another.
+        Inserted::KeyTaken(error) => match earlier_request(pool, asker).await? {
+            Some(earlier) => replay(earlier, &fingerprint),
+            None => Err(AcceptError::Database(error)),
+        },
     }
-    deployments::lock_owner(&mut tx, asker.user_id).await?;
-    check_quota(&mut tx, asker, max).await?;
-    let accepted = insert_create(&mut tx, pool, new).await?;
-    tx.commit().await?;
-    Ok(accepted)
 }
 
 /// A CREATE to insert.
@@ -102,14 +118,22 @@ struct NewCreate<'a> {
     fingerprint: &'a str,
 }
 
+/// What inserting a CREATE came to.
+#[allow(clippy::large_enum_variant)] // returned once per CREATE, never stored
+enum Inserted {
+    Done(Accepted),
+    /// A concurrent request with the same key committed first: the caller
+    /// looks it up once this connection (whose transaction, if any, failed)
+    /// is released.
+    KeyTaken(sqlx::Error),
+}
+
 /// Inserts the CREATE on `conn`. The hot path is one statement; a reused
-/// key or a taken identifier (possibly taken by a concurrent request with
-/// the same key) is sorted out afterwards, on the pool.
+/// key or a taken identifier is sorted out afterwards.
 async fn insert_create(
     conn: &mut sqlx::PgConnection,
-    pool: &PgPool,
     new: NewCreate<'_>,
-) -> Result<Accepted, AcceptError> {
+) -> Result<Inserted, AcceptError> {
     let NewCreate {
         asker,
         mut spec,
@@ -120,11 +144,11 @@ async fn insert_create(
         let inserted =
             requests::insert_create(&mut *conn, asker.key, asker.user_id, &spec, fingerprint).await;
         match inserted {
-            Ok(Some(request)) => return Ok(Accepted::New(request)),
+            Ok(Some(request)) => return Ok(Inserted::Done(Accepted::New(request))),
             // The identifier is taken: by an earlier use of this key, by
             // someone else, or by chance.
-            Ok(None) => match earlier_request(pool, asker).await? {
-                Some(earlier) => return replay(earlier, fingerprint),
+            Ok(None) => match requests::find_by_key(&mut *conn, asker.user_id, asker.key).await? {
+                Some(earlier) => return replay(earlier, fingerprint).map(Inserted::Done),
                 None if generated => {
                     // The caller did not choose the identifier: draw another.
                     spec.identifier = generated_identifier(&spec.name);
@@ -137,10 +161,7 @@ async fn insert_create(
                 }
             },
             Err(error) if violates(&error, requests::KEY_CONSTRAINT) => {
-                return match earlier_request(pool, asker).await? {
-                    Some(earlier) => replay(earlier, fingerprint),
-                    None => Err(AcceptError::Database(error)),
-                };
+                return Ok(Inserted::KeyTaken(error));
             }
             Err(error) => return Err(error.into()),
         }

@@ -32,6 +32,11 @@ impl Api {
         settings: &ApiSettings,
         webhooks: &WebhookSettings,
     ) -> anyhow::Result<Self> {
+        // A dry run answers within every request's 30 s time limit.
+        anyhow::ensure!(
+            settings.dry_run_timeout <= std::time::Duration::from_secs(25),
+            "DEPMAN_DRY_RUN_TIMEOUT must be 25s or less (requests are cut off at 30 s)"
+        );
         let namespaces = match settings.namespace_policy.as_str() {
             "" => None,
             path => Some(NamespacePolicy::load(path.as_ref())?),

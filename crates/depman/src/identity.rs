@@ -44,13 +44,13 @@ pub enum TokenError {
     UnknownKey,
     #[error("the token's signature is not valid")]
     Signature,
-    #[error("the token has expired")]
+    #[error("the token has expired, or carries no expiry")]
     Expired,
     #[error("the token is not valid yet")]
     NotYetValid,
-    #[error("the token was issued by another issuer")]
+    #[error("the token was issued by another issuer, or names none")]
     Issuer,
-    #[error("the token is meant for another audience")]
+    #[error("the token is meant for another audience, or names none")]
     Audience,
     #[error("the token has no `{0}` claim naming the user")]
     NoUser(String),
@@ -114,22 +114,7 @@ impl TokenVerifier {
         }
         let key = DecodingKey::from_jwk(&jwk).map_err(|_| TokenError::UnknownKey)?;
         let settings = &self.inner.settings;
-        let mut validation = Validation::new(header.alg);
-        validation.leeway = settings.jwt_leeway.as_secs().min(30);
-        validation.validate_nbf = true;
-        validation.set_issuer(&[&settings.jwt_issuer]);
-        validation.set_audience(&[&settings.jwt_audience]);
-        let claims = jsonwebtoken::decode::<Map<String, Value>>(token, &key, &validation)
-            .map_err(|error| match error.kind() {
-                ErrorKind::ExpiredSignature => TokenError::Expired,
-                ErrorKind::ImmatureSignature => TokenError::NotYetValid,
-                ErrorKind::InvalidIssuer => TokenError::Issuer,
-                ErrorKind::InvalidAudience => TokenError::Audience,
-                ErrorKind::InvalidAlgorithm => TokenError::Algorithm,
-                ErrorKind::InvalidSignature => TokenError::Signature,
-                _ => TokenError::Malformed,
-            })?
-            .claims;
+        let claims = checked_claims(token, &key, header.alg, settings)?;
         identity(
             &claims,
             &settings.jwt_user_claim,
@@ -141,30 +126,36 @@ impl TokenVerifier {
     /// fetching the key set when it is unknown and the last fetch is a
     /// minute old.
     async fn key(&self, kid: Option<&str>) -> Result<Jwk, TokenError> {
-        {
-            let keys = self.inner.keys.read().await;
+        let url = {
+            let mut keys = self.inner.keys.write().await;
             if let Some(jwk) = keys.set.as_ref().and_then(|set| find(set, kid)) {
                 return Ok(jwk);
             }
+            // A fetch that failed counts too: an unreachable issuer is not
+            // asked again for every forged key id.
             if keys.fetched.is_some_and(|at| at.elapsed() < REFETCH_AFTER) {
-                return Err(TokenError::UnknownKey);
+                return Err(match keys.set {
+                    Some(_) => TokenError::UnknownKey,
+                    None => {
+                        TokenError::Unavailable("the issuer's keys could not be fetched".into())
+                    }
+                });
             }
-        }
-        let mut keys = self.inner.keys.write().await;
-        // Another call may have fetched meanwhile.
-        if keys.fetched.is_none_or(|at| at.elapsed() >= REFETCH_AFTER) {
-            let url = match keys.jwks_url.clone() {
-                Some(url) => url,
-                None => self.discover().await?,
-            };
-            keys.set = Some(self.get_json(&url).await?);
-            keys.jwks_url = Some(url);
             keys.fetched = Some(Instant::now());
-        }
-        keys.set
-            .as_ref()
-            .and_then(|set| find(set, kid))
-            .ok_or(TokenError::UnknownKey)
+            keys.jwks_url.clone()
+        };
+        // Fetched without the lock: tokens with known keys are verified
+        // meanwhile.
+        let url = match url {
+            Some(url) => url,
+            None => self.discover().await?,
+        };
+        let set: JwkSet = self.get_json(&url).await?;
+        let jwk = find(&set, kid);
+        let mut keys = self.inner.keys.write().await;
+        keys.set = Some(set);
+        keys.jwks_url = Some(url);
+        jwk.ok_or(TokenError::UnknownKey)
     }
 
     /// The `jwks_uri` of the issuer's discovery document.
@@ -192,6 +183,37 @@ impl TokenVerifier {
             .await
             .map_err(unavailable)
     }
+}
+
+/// The claims of `token`, its signature checked with `key` and its
+/// issuer, audience, expiry and start checked against `settings`; `iss`,
+/// `aud` and `exp` must be there (the library checks them only when present).
+fn checked_claims(
+    token: &str,
+    key: &DecodingKey,
+    algorithm: Algorithm,
+    settings: &JwtSettings,
+) -> Result<Map<String, Value>, TokenError> {
+    let mut validation = Validation::new(algorithm);
+    validation.leeway = settings.jwt_leeway.as_secs().min(30);
+    validation.validate_nbf = true;
+    validation.set_required_spec_claims(&["exp", "iss", "aud"]);
+    validation.set_issuer(&[&settings.jwt_issuer]);
+    validation.set_audience(&[&settings.jwt_audience]);
+    jsonwebtoken::decode::<Map<String, Value>>(token, key, &validation)
+        .map(|data| data.claims)
+        .map_err(|error| match error.kind() {
+            ErrorKind::ExpiredSignature => TokenError::Expired,
+            ErrorKind::ImmatureSignature => TokenError::NotYetValid,
+            ErrorKind::InvalidIssuer => TokenError::Issuer,
+            ErrorKind::InvalidAudience => TokenError::Audience,
+            ErrorKind::MissingRequiredClaim(claim) if claim == "iss" => TokenError::Issuer,
+            ErrorKind::MissingRequiredClaim(claim) if claim == "aud" => TokenError::Audience,
+            ErrorKind::MissingRequiredClaim(_) => TokenError::Expired,
+            ErrorKind::InvalidAlgorithm => TokenError::Algorithm,
+            ErrorKind::InvalidSignature => TokenError::Signature,
+            _ => TokenError::Malformed,
+        })
 }
 
 /// Why a token's header does not parse: an algorithm this library does not
@@ -246,6 +268,52 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    fn settings() -> JwtSettings {
+        JwtSettings {
+            jwt_issuer: "https://issuer.example".into(),
+            jwt_jwks_url: String::new(),
+            jwt_audience: "depman".into(),
+            jwt_user_claim: "sub".into(),
+            jwt_groups_claim: "groups".into(),
+            jwt_leeway: Duration::from_secs(30),
+        }
+    }
+
+    /// `claims` signed with a fresh Ed25519 key, and that key to check it.
+    fn signed(claims: &Value) -> (String, DecodingKey) {
+        use ring::signature::KeyPair;
+        let rng = ring::rand::SystemRandom::new();
+        let pkcs8 = ring::signature::Ed25519KeyPair::generate_pkcs8(&rng).expect("a key");
+        let pair = ring::signature::Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).expect("a pair");
+        let encoding = jsonwebtoken::EncodingKey::from_ed_der(pkcs8.as_ref());
+        let header = jsonwebtoken::Header::new(Algorithm::EdDSA);
+        let token = jsonwebtoken::encode(&header, claims, &encoding).expect("a token");
+        (token, DecodingKey::from_ed_der(pair.public_key().as_ref()))
+    }
+
+    #[test]
+    fn issuer_audience_and_expiry_are_required_not_only_checked_when_present() {
+        let exp = chrono::Utc::now().timestamp() + 600;
+        let full =
+            json!({"sub": "a", "iss": "https://issuer.example", "aud": "depman", "exp": exp});
+        let (token, key) = signed(&full);
+        assert!(checked_claims(&token, &key, Algorithm::EdDSA, &settings()).is_ok());
+        for (missing, error) in [
+            ("aud", TokenError::Audience),
+            ("iss", TokenError::Issuer),
+            ("exp", TokenError::Expired),
+        ] {
+            let mut claims = full.clone();
+            claims.as_object_mut().expect("an object").remove(missing);
+            let (token, key) = signed(&claims);
+            assert_eq!(
+                checked_claims(&token, &key, Algorithm::EdDSA, &settings()),
+                Err(error),
+                "without {missing}"
+            );
+        }
+    }
 
     #[test]
     fn a_header_without_a_known_algorithm_is_refused_for_it() {

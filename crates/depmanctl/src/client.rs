@@ -160,13 +160,13 @@ fn answer(response: Response) -> Result<Value, CtlError> {
 /// The problem's detail and each invalid field, not a stack of JSON.
 fn refusal(status: StatusCode, problem: &Value, text: &str) -> CtlError {
     let errors = problem["errors"].as_array().cloned().unwrap_or_default();
-    let mut message = if errors.is_empty() {
-        problem["detail"]
-            .as_str()
-            .map(str::to_owned)
-            .unwrap_or_else(|| format!("{status}: {}", text.trim()))
-    } else {
-        String::from("the input is not valid")
+    // A validation problem's detail is its field list, shown below; any
+    // other problem's detail is the reason (a dry run Kubernetes refused
+    // lists the fields it named besides).
+    let mut message = match problem["detail"].as_str() {
+        _ if problem["code"] == "validation-failed" => String::from("the input is not valid"),
+        Some(detail) => detail.to_owned(),
+        None => format!("{status}: {}", text.trim()),
     };
     for error in &errors {
         let field = error["field"].as_str().unwrap_or_default();

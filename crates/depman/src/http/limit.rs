@@ -6,22 +6,27 @@
 
 use std::{
     collections::HashMap,
+    net::SocketAddr,
     str::FromStr,
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
 use axum::{
-    extract::{Request, State},
+    extract::{ConnectInfo, Request, State},
     http::{HeaderMap, HeaderName, HeaderValue, Method, header},
     middleware::Next,
     response::{IntoResponse, Response},
 };
 
+use sha2::{Digest, Sha256};
+
 use super::{
     error::ApiError,
     extract::{USER_ID_HEADER, bearer},
+    state::AppState,
 };
+use crate::domain::names::check_header_token;
 
 /// `N/s`, `N/m` or `N/h`, or `off`.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -63,7 +68,14 @@ impl FromStr for Rate {
 pub struct RateLimiter {
     per_second: Option<f64>,
     burst: f64,
-    buckets: Arc<Mutex<HashMap<String, Bucket>>>,
+    buckets: Arc<Mutex<Buckets>>,
+}
+
+struct Buckets {
+    by_user: HashMap<String, Bucket>,
+    /// The size at which full buckets are next forgotten: twice what was
+    /// left after the last sweep, so that sweeps stay rare.
+    sweep_at: usize,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -90,20 +102,24 @@ impl RateLimiter {
         Self {
             per_second: rate.per_second,
             burst: f64::from(burst.max(1)),
-            buckets: Arc::default(),
+            buckets: Arc::new(Mutex::new(Buckets {
+                by_user: HashMap::new(),
+                sweep_at: KEPT,
+            })),
         }
     }
 
     fn take(&self, user: &str, now: Instant) -> Option<Verdict> {
         let per_second = self.per_second?;
         let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
-        if buckets.len() > KEPT {
+        if buckets.by_user.len() > buckets.sweep_at {
             let burst = self.burst;
-            buckets.retain(|_, b| {
+            buckets.by_user.retain(|_, b| {
                 b.tokens + now.duration_since(b.at).as_secs_f64() * per_second < burst
             });
+            buckets.sweep_at = (buckets.by_user.len() * 2).max(KEPT);
         }
-        let bucket = buckets.entry(user.to_owned()).or_insert(Bucket {
+        let bucket = buckets.by_user.entry(user.to_owned()).or_insert(Bucket {
             tokens: self.burst,
             at: now,
         });
@@ -134,26 +150,15 @@ const POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
 const STATE: HeaderName = HeaderName::from_static("ratelimit");
 
 /// Limits the caller's changes (`POST`, `PATCH`, `PUT`, `DELETE` under
-/// `/api/v1`); reads are not limited. A call without a caller goes on to
-/// be refused as such.
-pub async fn limit(State(limiter): State<RateLimiter>, request: Request, next: Next) -> Response {
+/// `/api/v1`); reads are not limited. A call that names no caller it could
+/// be goes on, to be refused as such.
+pub async fn limit(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let changes = !matches!(
         *request.method(),
         Method::GET | Method::HEAD | Method::OPTIONS
     ) && request.uri().path().starts_with("/api/v1/");
-    // The caller as the request names them: `X-User-ID`, or the bearer
-    // token itself (never a claim read before the token is verified, which
-    // anyone could forge to spend another user's budget).
-    let headers = request.headers();
-    let user = bearer(headers)
-        .map(|token| format!("token:{token}"))
-        .or_else(|| {
-            headers
-                .get(USER_ID_HEADER)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned)
-        });
-    let (Some(user), true) = (user, changes) else {
+    let limiter = &state.limiter;
+    let Some(user) = changes.then(|| bucket_key(&state, &request)).flatten() else {
         return next.run(request).await;
     };
     let Some(verdict) = limiter.take(&user, Instant::now()) else {
@@ -177,6 +182,29 @@ pub async fn limit(State(limiter): State<RateLimiter>, request: Request, next: N
         insert(headers, STATE, state);
     }
     response
+}
+
+/// Whose bucket a call spends, as the mode names callers: a well-formed
+/// `X-User-ID` from a trusted peer, or (with tokens) a digest of the token
+/// itself, never a claim read before the token is verified, which anyone
+/// could forge to spend another user's budget.
+fn bucket_key(state: &AppState, request: &Request) -> Option<String> {
+    let headers = request.headers();
+    if state.verifier.is_some() {
+        let token = bearer(headers)?;
+        let digest = Sha256::digest(token.as_bytes());
+        return Some(format!("token:{digest:x}"));
+    }
+    let peer = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(addr)| addr.ip());
+    if !state.trusted_proxies.allows(peer) {
+        return None;
+    }
+    let user = headers.get(USER_ID_HEADER)?.to_str().ok()?;
+    check_header_token(user).ok()?;
+    Some(user.to_owned())
 }
 
 fn insert(headers: &mut HeaderMap, name: HeaderName, value: String) {

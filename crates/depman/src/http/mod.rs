@@ -54,13 +54,13 @@ pub fn router(state: AppState) -> Router {
     let (api, mut document) = api_routes().split_for_parts();
     openapi::complete(&mut document, state.verifier.is_some());
     let metrics = state.metrics.clone();
-    let limiter = state.limiter.clone();
+    let limited = state.clone();
     api.merge(SwaggerUi::new("/swagger").url("/api-docs/openapi.json", document))
         .method_not_allowed_fallback(|| async {
             ApiError::MethodNotAllowed("this route does not take that method".into())
         })
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
-        .layer(middleware::from_fn_with_state(limiter, limit::limit))
+        .layer(middleware::from_fn_with_state(limited, limit::limit))
         .layer(middleware::from_fn_with_state(metrics, metrics::track))
         .layer(trace::layer())
         .layer(middleware::from_fn(trace::ensure_request_id))

@@ -90,8 +90,17 @@ impl FromStr for Block {
                 .ok_or_else(|| format!("`{text}`: the prefix must be 0 to {bits}"))?,
             None => bits,
         };
+        // An IPv4-mapped block (`::ffff:10.0.0.0/104`) is the IPv4 block it
+        // maps, as a peer's mapped address is matched as IPv4.
+        let canonical = network.to_canonical();
+        let prefix = match (network, canonical) {
+            (IpAddr::V6(_), IpAddr::V4(_)) => prefix.checked_sub(96).ok_or_else(|| {
+                format!("`{text}`: an IPv4-mapped block needs a prefix of 96 or more")
+            })?,
+            _ => prefix,
+        };
         Ok(Self {
-            network: network.to_canonical(),
+            network: canonical,
             prefix,
         })
     }
@@ -128,6 +137,17 @@ mod tests {
         let odd: TrustedProxies = "172.16.0.0/12".parse().expect("a list");
         assert!(odd.allows(ip("172.31.255.255")));
         assert!(!odd.allows(ip("172.32.0.0")));
+    }
+
+    #[test]
+    fn ipv4_mapped_entries_are_their_ipv4_blocks() {
+        let list: TrustedProxies = "::ffff:10.0.0.0/104, ::ffff:127.0.0.1"
+            .parse()
+            .expect("a list");
+        assert!(list.allows(ip("10.9.8.7")));
+        assert!(list.allows(ip("127.0.0.1")));
+        assert!(!list.allows(ip("11.0.0.1")));
+        assert!("::ffff:0:0/80".parse::<TrustedProxies>().is_err());
     }
 
     #[test]

@@ -129,6 +129,19 @@ async fn changes_past_the_rate_limit_are_429_until_retry_after() {
         .parse()
         .expect("seconds");
     assert_eq!(refused.headers()["ratelimit"], "\"changes\";r=0;t=1");
+    // A bearer token, which header mode ignores, buys no fresh budget.
+    let disguised = app
+        .request(
+            reqwest::Method::POST,
+            "/api/v1/deployments/requests/create",
+            "alice",
+        )
+        .bearer_auth("anything-at-all")
+        .json(&into("team-a", "web"))
+        .send()
+        .await
+        .expect("a response");
+    assert_eq!(disguised.status(), 429);
     let problem = assert_problem(refused, 429, None).await;
     assert_eq!(problem["code"], "rate-limited");
     assert_eq!(retry_after, 1);

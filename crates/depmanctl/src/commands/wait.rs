@@ -37,7 +37,9 @@ pub fn until_done(
     until: Until,
     timeout: Duration,
 ) -> Result<(Value, Result<(), CtlError>), CtlError> {
-    let deadline = Instant::now() + timeout;
+    let deadline = Instant::now()
+        .checked_add(timeout)
+        .ok_or_else(|| CtlError::Usage("--timeout is too long".into()))?;
     let mut progress = Progress::new();
     let until_param = match until {
         Until::Applied => "applied",
