@@ -7,7 +7,7 @@ use axum::{
         ConnectInfo, FromRequestParts, Path, RawPathParams, path::ErrorKind,
         rejection::PathRejection,
     },
-    http::{HeaderMap, request::Parts},
+    http::{Extensions, HeaderMap, request::Parts},
 };
 use serde::de::DeserializeOwned;
 
@@ -51,20 +51,7 @@ impl FromRequestParts<AppState> for Caller {
         if let Some(verifier) = &state.verifier {
             return token_caller(parts, state, verifier).await;
         }
-        let external_id = header_value(&parts.headers, USER_ID_HEADER)
-            .ok_or_else(|| ApiError::Unauthorized("the X-User-ID header is required".into()))?;
-        let peer = parts
-            .extensions
-            .get::<ConnectInfo<std::net::SocketAddr>>()
-            .map(|ConnectInfo(addr)| addr.ip());
-        if !state.trusted_proxies.allows(peer) {
-            return Err(ApiError::Unauthorized(
-                "X-User-ID is only accepted through a trusted proxy (DEPMAN_TRUSTED_PROXIES)"
-                    .into(),
-            ));
-        }
-        check_header_token(external_id)
-            .map_err(|message| ApiError::Unauthorized(format!("X-User-ID {message}")))?;
+        let external_id = header_user(&parts.headers, &parts.extensions, state)?;
         tracing::Span::current().record("user", external_id);
         let id = state.users.resolve(&state.pool, external_id).await?;
         Ok(Caller {
@@ -73,6 +60,28 @@ impl FromRequestParts<AppState> for Caller {
             groups: Vec::new(),
         })
     }
+}
+
+/// The user `X-User-ID` names, when it is well formed and comes from a
+/// trusted peer (header mode); the rate limit counts calls by it too.
+pub fn header_user<'a>(
+    headers: &'a HeaderMap,
+    extensions: &Extensions,
+    state: &AppState,
+) -> Result<&'a str, ApiError> {
+    let user = header_value(headers, USER_ID_HEADER)
+        .ok_or_else(|| ApiError::Unauthorized("the X-User-ID header is required".into()))?;
+    let peer = extensions
+        .get::<ConnectInfo<std::net::SocketAddr>>()
+        .map(|ConnectInfo(addr)| addr.ip());
+    if !state.trusted_proxies.allows(peer) {
+        return Err(ApiError::Unauthorized(
+            "X-User-ID is only accepted through a trusted proxy (DEPMAN_TRUSTED_PROXIES)".into(),
+        ));
+    }
+    check_header_token(user)
+        .map_err(|message| ApiError::Unauthorized(format!("X-User-ID {message}")))?;
+    Ok(user)
 }
 
 /// The caller a bearer token names (`DEPMAN_AUTH=jwt`); `X-User-ID` is

@@ -6,14 +6,13 @@
 
 use std::{
     collections::HashMap,
-    net::SocketAddr,
     str::FromStr,
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
 use axum::{
-    extract::{ConnectInfo, Request, State},
+    extract::{Request, State},
     http::{HeaderMap, HeaderName, HeaderValue, Method, header},
     middleware::Next,
     response::{IntoResponse, Response},
@@ -23,10 +22,9 @@ use sha2::{Digest, Sha256};
 
 use super::{
     error::ApiError,
-    extract::{USER_ID_HEADER, bearer},
+    extract::{bearer, header_user},
     state::AppState,
 };
-use crate::domain::names::check_header_token;
 
 /// `N/s`, `N/m` or `N/h`, or `off`.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -195,15 +193,7 @@ fn bucket_key(state: &AppState, request: &Request) -> Option<String> {
         let digest = Sha256::digest(token.as_bytes());
         return Some(format!("token:{digest:x}"));
     }
-    let peer = request
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|ConnectInfo(addr)| addr.ip());
-    if !state.trusted_proxies.allows(peer) {
-        return None;
-    }
-    let user = headers.get(USER_ID_HEADER)?.to_str().ok()?;
-    check_header_token(user).ok()?;
+    let user = header_user(headers, request.extensions(), state).ok()?;
     Some(user.to_owned())
 }
 
