@@ -126,8 +126,15 @@ impl TokenVerifier {
     /// fetching the key set when it is unknown and the last fetch is a
     /// minute old.
     async fn key(&self, kid: Option<&str>) -> Result<Jwk, TokenError> {
+        // Every call with a known key takes the read lock only.
+        if let Some(jwk) =
+            (self.inner.keys.read().await.set.as_ref()).and_then(|set| find(set, kid))
+        {
+            return Ok(jwk);
+        }
         let url = {
             let mut keys = self.inner.keys.write().await;
+            // Another call may have fetched since.
             if let Some(jwk) = keys.set.as_ref().and_then(|set| find(set, kid)) {
                 return Ok(jwk);
             }
