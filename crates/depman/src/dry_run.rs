@@ -151,29 +151,29 @@ pub async fn serve(
 
 async fn preview(kube: &kube::Client, question: &Ask) -> Answer {
     let spec = &question.spec;
+    // The manifest is made once: sent to the API server, and shown.
     let object = match question.operation {
-        Operation::Apply => Some(kubernetes::deployment(spec, &question.owner, Uuid::nil())),
+        Operation::Apply => {
+            let deployment = kubernetes::deployment(spec, &question.owner, Uuid::nil());
+            let manifest = kubernetes::manifest(&deployment)
+                .map_err(|e| DryRunError::Unavailable(e.to_string()))?;
+            Some(manifest)
+        }
         Operation::Delete => None,
     };
+    let (namespace, name) = (&spec.namespace, &spec.identifier);
     // Both ask the API server about now; neither waits for the other.
-    let (live, result) = tokio::join!(
-        kubernetes::live(kube, &spec.namespace, &spec.identifier),
-        async {
-            match &object {
-                Some(deployment) => kubernetes::dry_run_apply(kube, deployment).await,
-                None => kubernetes::dry_run_delete(kube, &spec.namespace, &spec.identifier).await,
-            }
+    let (live, result) = tokio::join!(kubernetes::live(kube, namespace, name), async {
+        match &object {
+            Some(manifest) => kubernetes::dry_run_apply(kube, namespace, name, manifest).await,
+            None => kubernetes::dry_run_delete(kube, namespace, name).await,
         }
-    );
+    });
     let (live, result) = (live.map_err(refused)?, result.map_err(refused)?);
     let before = live.map(comparable);
     let after = result.object.map(comparable);
     Ok(Preview {
-        object: object
-            .as_ref()
-            .map(kubernetes::manifest)
-            .transpose()
-            .map_err(|e| DryRunError::Unavailable(e.to_string()))?,
+        object,
         diff: diff(before.as_ref(), after.as_ref()),
         warnings: result.warnings,
     })

@@ -153,17 +153,12 @@ pub fn manifest(deployment: &Deployment) -> Result<serde_json::Value, serde_json
     Ok(object)
 }
 
-/// The namespace and name of a Deployment `deployment` made.
-fn place(deployment: &Deployment) -> (&str, &str) {
-    let metadata = &deployment.metadata;
-    let namespace = metadata.namespace.as_deref().unwrap_or("default");
-    (namespace, metadata.name.as_deref().unwrap_or_default())
-}
-
 /// Server-side apply of the whole object, taking ownership of every field
 /// depman sets (`force`); returns the generation it left the Deployment at.
 pub async fn apply(client: &Client, deployment: &Deployment) -> Result<i64, ApplyError> {
-    let (namespace, name) = place(deployment);
+    let metadata = &deployment.metadata;
+    let namespace = metadata.namespace.as_deref().unwrap_or("default");
+    let name = metadata.name.as_deref().unwrap_or_default();
     let api: Api<Deployment> = Api::namespaced(client.clone(), namespace);
     let object =
         manifest(deployment).map_err(|e| ApplyError::Permanent(INVALID_OBJECT, e.to_string()))?;
@@ -253,15 +248,15 @@ pub async fn live(
 
 /// [`apply`] with `dryRun=All`: admission, quotas and validation run, and
 /// nothing is stored.
-pub async fn dry_run_apply(client: &Client, deployment: &Deployment) -> Result<DryRun, Refusal> {
-    let (namespace, name) = place(deployment);
-    let object = manifest(deployment).map_err(|e| Refusal {
-        error: ApplyError::Permanent(INVALID_OBJECT, e.to_string()),
-        causes: Vec::new(),
-    })?;
+pub async fn dry_run_apply(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+    manifest: &serde_json::Value,
+) -> Result<DryRun, Refusal> {
     let params = PatchParams::apply(FIELD_MANAGER).force().dry_run();
     let request = deployments_path(namespace)
-        .patch(name, &params, &Patch::Apply(object))
+        .patch(name, &params, &Patch::Apply(manifest))
         .map_err(unbuildable)?;
     send(client, request).await
 }
