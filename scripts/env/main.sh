@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # The local environment: `up` builds what is missing and starts PostgreSQL,
-# NATS with JetStream and the Kubernetes control plane; `down` stops them;
+# NATS with JetStream and the Kubernetes control plane (and installs the
+# Chromium the browser tests drive); `down` stops them;
 # `status` says what runs where. See docs/setup.md.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=/dev/null
-for part in lib tools postgres nats kube dex; do source "$here/$part.sh"; done
+for part in lib tools postgres nats kube dex chromium; do source "$here/$part.sh"; done
 
 write_env_file() {
   mkdir -p "$DEVENV_DIR"
@@ -38,6 +39,7 @@ up() {
   nats_up
   kube_up
   dex_up
+  chromium_up
   write_env_file
   say "environment up in $((SECONDS - started)) s; load it with: . .devenv/env.sh"
 }
@@ -54,6 +56,7 @@ status() {
   nats_status
   kube_status
   dex_status
+  chromium_status
   [[ -f $DEVENV_DIR/env.sh ]] && echo "env file   $DEVENV_DIR/env.sh"
   return 0
 }

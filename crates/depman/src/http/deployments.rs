@@ -94,6 +94,14 @@ impl From<DeploymentRow> for Deployment {
     }
 }
 
+/// The text a search looks for: identifiers are lowercase.
+fn search_text(search: String) -> Result<String, ApiError> {
+    match search.chars().count() {
+        1..=63 => Ok(search.to_lowercase()),
+        _ => Err(ApiError::invalid("search", "must be 1 to 63 characters")),
+    }
+}
+
 /// One deployment of the caller's, with the live fields the sync last saw.
 #[utoipa::path(
     get,
@@ -126,6 +134,10 @@ pub struct ListDeployments {
     #[param(inline)]
     pub namespace: Option<DnsLabel>,
     pub status: Option<DeploymentStatus>,
+    /// Only deployments whose identifier contains this text, ignoring case
+    /// (1 to 63 characters).
+    #[param(min_length = 1, max_length = 63)]
+    pub search: Option<String>,
     /// 1 to 500; default 50.
     #[param(minimum = 1, maximum = 500)]
     pub limit: Option<i64>,
@@ -154,6 +166,7 @@ pub async fn list(
     let filter = Filter {
         namespace: query.namespace.map(DnsLabel::into_inner),
         status: query.status,
+        search: query.search.map(search_text).transpose()?,
     };
     let page = deployments::list(&state.pool, caller.id, &filter, cursor.as_ref(), limit).await?;
     Ok(Json(page.map(Deployment::from)))

@@ -132,6 +132,24 @@ struct EventsQuery {
     /// Page size, 1 to 500; default 100. Not used by the stream.
     #[param(minimum = 1, maximum = 500)]
     limit: Option<i64>,
+    /// `newest_first`: a page looking back from the newest event (or from
+    /// `before`), as an audit view starts; its `next_cursor` goes as
+    /// `before` to the page after it, and is `null` at the oldest event
+    /// kept. Pages only, and not with `after`.
+    #[param(inline)]
+    order: Option<Order>,
+    /// With `order=newest_first`: the page holds the events before this id.
+    before: Option<String>,
+}
+
+/// The order of a page of events (for the document; the parser below
+/// reads it by hand).
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[allow(dead_code)]
+enum Order {
+    OldestFirst,
+    NewestFirst,
 }
 
 /// The caller's events: a live stream that resumes exactly after
@@ -173,6 +191,15 @@ pub async fn list(
         identifier: query.identifier,
         types: query.types,
     };
+    if let Some(before) = query.before {
+        if wants_stream(&headers) {
+            return Err(ApiError::invalid(
+                "order",
+                "a stream is always oldest first",
+            ));
+        }
+        return Ok(Json(look_back(&state, &filter, before, query.limit).await?).into_response());
+    }
     if wants_stream(&headers) {
         return Ok(stream(&state, filter, query.after).into_response());
     }
@@ -185,6 +212,23 @@ pub async fn list(
         .map(|position| position.encode());
     let items = rows.iter().filter_map(shown).collect();
     Ok(Json(EventPage { items, next_cursor }).into_response())
+}
+
+/// A page newest first, before `before` (`None`: from the newest).
+async fn look_back(
+    state: &AppState,
+    filter: &Filter,
+    before: Option<Position>,
+    limit: i64,
+) -> Result<EventPage, ApiError> {
+    let rows = events::read_back(&state.pool, filter, before, limit).await?;
+    let full = rows.len() as i64 == limit;
+    let next_cursor = rows
+        .last()
+        .filter(|_| full)
+        .map(|row| row.position().encode());
+    let items = rows.iter().filter_map(shown).collect();
+    Ok(EventPage { items, next_cursor })
 }
 
 /// The keep-alive comment's period: below the idle timeout of common proxies.
@@ -243,6 +287,8 @@ struct Query {
     identifier: Option<String>,
     types: Vec<String>,
     after: Option<Position>,
+    /// `Some` for a page newest first: `Some(None)` starts at the newest.
+    before: Option<Option<Position>>,
     limit: i64,
 }
 
@@ -253,9 +299,12 @@ fn parse_query(query: &str, last_event_id: Option<&str>) -> Result<Query, ApiErr
         identifier: None,
         types: Vec::new(),
         after: None,
+        before: None,
         limit: DEFAULT_LIMIT,
     };
     let mut after = None;
+    let mut newest_first = false;
+    let mut before = None;
     for (name, value) in form_urlencoded::parse(query.as_bytes()) {
         match name.as_ref() {
             "identifier" => {
@@ -269,6 +318,19 @@ fn parse_query(query: &str, last_event_id: Option<&str>) -> Result<Query, ApiErr
                 parsed.types.push(kind.as_str().to_owned());
             }
             "after" => after = Some(("after", value.into_owned())),
+            "order" => {
+                newest_first = match value.as_ref() {
+                    "oldest_first" => false,
+                    "newest_first" => true,
+                    _ => {
+                        return Err(ApiError::invalid(
+                            "order",
+                            "must be `oldest_first` or `newest_first`",
+                        ));
+                    }
+                }
+            }
+            "before" => before = Some(value.into_owned()),
             "limit" => {
                 parsed.limit = value
                     .parse()
@@ -287,11 +349,32 @@ fn parse_query(query: &str, last_event_id: Option<&str>) -> Result<Query, ApiErr
         after = Some(("Last-Event-ID", id.to_owned()));
     }
     if let Some((field, token)) = after {
-        let position = Position::decode(&token)
-            .ok_or_else(|| ApiError::invalid(field, "is not an event id this API returned"))?;
-        parsed.after = Some(position);
+        if newest_first {
+            return Err(ApiError::invalid(
+                field,
+                "goes with `order=oldest_first`; a page newest first takes `before`",
+            ));
+        }
+        parsed.after = Some(decode(field, &token)?);
+    }
+    match (newest_first, before) {
+        (true, before) => {
+            parsed.before = Some(before.map(|t| decode("before", &t)).transpose()?);
+        }
+        (false, Some(_)) => {
+            return Err(ApiError::invalid(
+                "before",
+                "goes with `order=newest_first`",
+            ));
+        }
+        (false, None) => {}
     }
     Ok(parsed)
+}
+
+fn decode(field: &str, token: &str) -> Result<Position, ApiError> {
+    Position::decode(token)
+        .ok_or_else(|| ApiError::invalid(field, "is not an event id this API returned"))
 }
 
 #[cfg(test)]
@@ -337,5 +420,29 @@ mod tests {
         assert_eq!(invalid_field(parse_query("limit=0", None)), "limit");
         assert_eq!(invalid_field(parse_query("limit=501", None)), "limit");
         assert_eq!(invalid_field(parse_query("cursor=x", None)), "cursor");
+        assert_eq!(invalid_field(parse_query("order=random", None)), "order");
+        assert_eq!(invalid_field(parse_query("before=x", None)), "before");
+        assert_eq!(
+            invalid_field(parse_query("order=newest_first&before=x", None)),
+            "before"
+        );
+        assert_eq!(
+            invalid_field(parse_query("order=newest_first", Some("nope"))),
+            "Last-Event-ID"
+        );
+    }
+
+    #[test]
+    fn newest_first_starts_at_the_newest_or_before_a_cursor() {
+        let query = parse_query("order=newest_first", None).expect("valid");
+        assert_eq!(query.before, Some(None));
+        let cursor = Position { xid: 7, seq: 2 };
+        let query = parse_query(
+            &format!("order=newest_first&before={}", cursor.encode()),
+            None,
+        )
+        .expect("valid");
+        assert_eq!(query.before, Some(Some(cursor)));
+        assert_eq!(query.after, None);
     }
 }

@@ -17,6 +17,7 @@ pub mod revisions;
 pub mod state;
 pub mod trace;
 pub mod trusted;
+pub mod ui;
 pub mod wait;
 pub mod webhooks;
 
@@ -48,14 +49,15 @@ pub const BODY_LIMIT: usize = 64 * 1024;
 )]
 struct ApiDoc;
 
-/// The whole application: API routes, OpenAPI document, Swagger UI, and the
-/// layers every request passes through.
+/// The whole application: API routes, OpenAPI document, Swagger UI, the
+/// dashboard, and the layers every request passes through.
 pub fn router(state: AppState) -> Router {
     let (api, mut document) = api_routes().split_for_parts();
     openapi::complete(&mut document, state.verifier.is_some());
     let metrics = state.metrics.clone();
     let limited = state.clone();
     api.merge(SwaggerUi::new("/swagger").url("/api-docs/openapi.json", document))
+        .merge(ui::routes())
         .method_not_allowed_fallback(|| async {
             ApiError::MethodNotAllowed("this route does not take that method".into())
         })

@@ -167,6 +167,8 @@ pub async fn find(
 pub struct Filter {
     pub namespace: Option<String>,
     pub status: Option<DeploymentStatus>,
+    /// Part of the identifier.
+    pub search: Option<String>,
 }
 
 /// The user's deployments, newest first, after `cursor`.
@@ -183,6 +185,7 @@ pub async fn list(
            AND ($2::text IS NULL OR namespace = $2)
            AND ($3::text IS NULL OR status = $3)
            AND ($4::timestamptz IS NULL OR (created_on, id) < ($4, $5))
+           AND ($7::text IS NULL OR strpos(identifier, $7) > 0)
          ORDER BY created_on DESC, id DESC
          LIMIT $6"
     )))
@@ -192,6 +195,7 @@ pub async fn list(
     .bind(after.map(|c| c.created_on))
     .bind(after.map(|c| c.id))
     .bind(limit + 1)
+    .bind(&filter.search)
     .fetch_all(pool)
     .await?;
     Ok(Page::from_rows(rows, limit, |d| {

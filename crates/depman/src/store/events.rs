@@ -135,6 +135,34 @@ pub async fn read(
     .await
 }
 
+/// Up to `limit` events before `before` (or the newest readable now) that
+/// `filter` takes, newest first: a look back, as an audit view starts.
+pub async fn read_back(
+    db: impl PgExecutor<'_>,
+    filter: &Filter,
+    before: Option<Position>,
+    limit: i64,
+) -> Result<Vec<EventRow>, sqlx::Error> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM events
+         WHERE ($1::text IS NULL OR (xid, seq) < ($1::text::xid8, $2))
+           AND xid < {HORIZON}
+           AND ($3::uuid IS NULL OR user_id = $3)
+           AND ($4::text IS NULL OR identifier = $4)
+           AND (cardinality($5::text[]) = 0 OR type = ANY($5))
+         ORDER BY xid DESC, seq DESC
+         LIMIT $6"
+    )))
+    .bind(before.map(|position| position.xid.to_string()))
+    .bind(before.map_or(0, |position| position.seq))
+    .bind(filter.user_id)
+    .bind(&filter.identifier)
+    .bind(&filter.types)
+    .bind(limit)
+    .fetch_all(db)
+    .await
+}
+
 /// The newest position readable now: where a reader that wants only what
 /// happens from now on starts.
 pub async fn head(db: impl PgExecutor<'_>) -> Result<Position, sqlx::Error> {

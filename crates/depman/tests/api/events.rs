@@ -216,6 +216,71 @@ async fn a_user_sees_only_their_own_events_and_filters_narrow_them() {
 }
 
 #[tokio::test]
+async fn a_page_newest_first_looks_back_from_the_newest_event_and_a_stream_goes_on_from_it() {
+    let app = TestApp::spawn().await;
+    for name in ["one", "two", "three"] {
+        created(&app, "alice", name).await;
+    }
+    created(&app, "bob", "other").await;
+    let oldest_first = events_eventually(&app, "alice", "", 3).await;
+    let page = |query: String| {
+        let app = &app;
+        async move {
+            let (status, page) =
+                status_and_json(app.get("alice", &format!("/api/v1/events?{query}")).await).await;
+            assert_eq!(status, 200, "{query}: {page}");
+            page
+        }
+    };
+    let first = page("order=newest_first&limit=2".into()).await;
+    let names = |page: &Value| -> Vec<String> {
+        page["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["data"]["name"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(names(&first), ["three", "two"]);
+    let before = first["next_cursor"].as_str().expect("more to come");
+    assert_eq!(before, first["items"][1]["id"]);
+    let second = page(format!("order=newest_first&limit=2&before={before}")).await;
+    assert_eq!(names(&second), ["one"]);
+    assert_eq!(second["next_cursor"], Value::Null, "nothing older");
+    assert_eq!(second["items"][0]["id"], oldest_first[0]["id"]);
+
+    // An audit view shows the newest page, then follows live from its top:
+    // the next event is the first the stream sends.
+    let newest = first["items"][0]["id"].as_str().unwrap();
+    let mut stream = EventStream::open(&app, "alice", "", Some(newest)).await;
+    created(&app, "alice", "four").await;
+    let frame = stream.next(Duration::from_secs(5)).await.expect("an event");
+    assert_eq!(frame.data["data"]["name"], "four");
+
+    for (query, field) in [
+        ("order=sideways", "order"),
+        ("before=x", "before"),
+        ("order=newest_first&before=x", "before"),
+        ("order=newest_first&after=x", "after"),
+    ] {
+        let response = app.get("alice", &format!("/api/v1/events?{query}")).await;
+        assert_problem(response, 422, Some(field)).await;
+    }
+    let stream = app
+        .request(
+            reqwest::Method::GET,
+            "/api/v1/events?order=newest_first",
+            "alice",
+        )
+        .header("Accept", "text/event-stream")
+        .send()
+        .await
+        .unwrap();
+    assert_problem(stream, 422, Some("order")).await;
+    app.finish().await;
+}
+
+#[tokio::test]
 async fn a_cursor_into_pruned_events_is_gone_and_bad_parameters_are_named() {
     let app = TestApp::spawn().await;
     created(&app, "alice", "old").await;

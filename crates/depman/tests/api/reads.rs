@@ -228,3 +228,49 @@ async fn a_wait_ends_at_its_deadline_with_the_request_as_it_is() {
     }
     app.finish().await;
 }
+
+#[tokio::test]
+async fn a_search_finds_deployments_by_part_of_their_identifier() {
+    let app = TestApp::spawn().await;
+    for identifier in ["shop-web", "shop-api", "blog"] {
+        let mut body = deployment(identifier);
+        body["identifier"] = json!(identifier);
+        let (status, _) = status_and_json(app.create("alice", &body).await).await;
+        assert_eq!(status, 202);
+    }
+    let found = |query: &'static str| {
+        let app = &app;
+        async move {
+            let (status, page) = status_and_json(
+                app.get("alice", &format!("/api/v1/deployments{query}"))
+                    .await,
+            )
+            .await;
+            assert_eq!(status, 200, "{query}: {page}");
+            page["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|d| d["identifier"].as_str().unwrap().to_owned())
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(found("?search=shop").await, ["shop-api", "shop-web"]);
+    assert_eq!(found("?search=SHOP-W").await, ["shop-web"], "ignoring case");
+    assert_eq!(found("?search=og&status=INITIATED").await, ["blog"]);
+    assert_eq!(
+        found("?search=%25").await,
+        Vec::<String>::new(),
+        "no pattern"
+    );
+    assert_eq!(found("?search=shop&limit=1").await, ["shop-api"]);
+    let (_, bobs) = status_and_json(app.get("bob", "/api/v1/deployments?search=shop").await).await;
+    assert_eq!(bobs["items"], json!([]));
+    for query in ["?search=", &format!("?search={}", "a".repeat(64))] {
+        let response = app
+            .get("alice", &format!("/api/v1/deployments{query}"))
+            .await;
+        assert_problem(response, 422, Some("search")).await;
+    }
+    app.finish().await;
+}
