@@ -88,17 +88,18 @@ impl Browser {
         }
     }
 
-    /// Signs in as `user` (the dashboard asks once, in header mode) and
-    /// opens `page` (`#/`, `#/create`, ...).
-    pub async fn sign_in(&self, user: &str, page: &str) {
+    /// Signs in with `credential` (a user id, or a token with `jwt`: the
+    /// dashboard asks once) and opens `page` (`#/`, `#/create`, ...).
+    pub async fn sign_in(&self, credential: &str, page: &str) {
         self.client
             .goto(&self.base)
             .await
             .expect("the dashboard loads");
         let input = self.find("#field-credential").await;
-        input.send_keys(user).await.expect("type the user id");
+        input.send_keys(credential).await.expect("type it");
         self.click("form button[type=submit]").await;
-        self.wait_text("#who", |who| who.contains(user)).await;
+        self.wait_text("#who", |who| who.contains("Signed in as"))
+            .await;
         self.go(page).await;
     }
 

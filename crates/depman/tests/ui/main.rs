@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 
 use browser::Browser;
 use cluster::{Cluster, deployment, stack};
-use helpers::{TestApp, status_and_json};
+use helpers::{DEX_CLIENT, DEX_USERS, TestApp, dex_token, environment, status_and_json};
 
 const WITHIN: Duration = Duration::from_secs(60);
 
@@ -350,8 +350,106 @@ async fn an_edit_shows_its_diff_first_and_a_rollback_restores_the_image() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     browser.screenshot("history").await;
+
+    // Delete asks first, showing what would go; then the Deployment goes.
+    browser.click(".deployment-head button.danger").await;
+    let going = browser.wait_text("dialog .diff", |t| !t.is_empty()).await;
+    assert!(going.contains("/spec/replicas"), "{going}");
+    assert!(
+        cluster.deployment("api").await.is_some(),
+        "asking deletes nothing"
+    );
+    browser.click("dialog button.danger").await;
+    browser
+        .wait_text(".deployment-head .status", |t| t == "DELETED")
+        .await;
+    assert!(cluster.deployment("api").await.is_none());
     assert_eq!(browser.console_errors().await, Vec::<String>::new());
     browser.close().await;
     app.finish().await;
     cluster.finish().await;
+}
+
+#[tokio::test]
+async fn a_waiting_request_can_be_cancelled_from_its_deployment_page() {
+    // No worker: the CREATE waits in the queue.
+    let app = TestApp::spawn().await;
+    let (status, _) =
+        status_and_json(app.create("alice", &deployment("queued", "default")).await).await;
+    assert_eq!(status, 202);
+    let browser = Browser::open(app.addr, "cancel").await;
+    browser.sign_in("alice", "#/d/queued").await;
+    let waiting = browser
+        .wait_text(".requests tbody tr:first-child", |t| t.contains("WAITING"))
+        .await;
+    assert!(waiting.contains("CREATE"), "{waiting}");
+    browser.click(".requests tbody tr:first-child button").await;
+    let cancelled = browser
+        .wait_text(".requests tbody tr:first-child", |t| t.contains("FAILURE"))
+        .await;
+    assert!(cancelled.contains("cancelled by alice"), "{cancelled}");
+    browser
+        .wait_text(".deployment-head .status", |t| t == "FAILED")
+        .await;
+    assert_eq!(browser.console_errors().await, Vec::<String>::new());
+    browser.close().await;
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn with_bearer_tokens_the_dashboard_signs_in_with_a_token() {
+    let issuer = environment("DEPMAN_TEST_OIDC_ISSUER");
+    let mut settings = helpers::test_api_settings();
+    settings.auth.auth = depman::settings::AuthMode::Jwt;
+    settings.auth.jwt.jwt_issuer = issuer.clone();
+    settings.auth.jwt.jwt_audience = DEX_CLIENT.0.to_owned();
+    let app = TestApp::spawn_with_api(settings).await;
+    // The test client sends alice's Dex token.
+    let (status, _) =
+        status_and_json(app.create("alice", &deployment("tokened", "default")).await).await;
+    assert_eq!(status, 202);
+    let [(_, alice, alices), (_, bob, bobs)] = DEX_USERS;
+
+    let browser = Browser::open(app.addr, "token").await;
+    browser.go("").await;
+    let label = browser
+        .wait_text("label[for=field-credential]", |_| true)
+        .await;
+    assert_eq!(label, "Bearer token");
+    browser
+        .sign_in(&dex_token(&issuer, alice, alices).await, "#/")
+        .await;
+    browser
+        .wait_text(&row("tokened"), |t| t.contains("INITIATED"))
+        .await;
+    assert_eq!(
+        browser.wait_text("#who span", |_| true).await,
+        format!("Signed in as {alice}")
+    );
+
+    browser.click("#who button").await;
+    browser
+        .sign_in(&dex_token(&issuer, bob, bobs).await, "#/")
+        .await;
+    browser
+        .wait_text(".summary", |text| text.contains("No deployments"))
+        .await;
+    // A token the api refuses sends the dashboard back to its sign-in.
+    browser
+        .script("sessionStorage.setItem('depman.token', 'not-a-token')")
+        .await;
+    browser.go("#/events").await;
+    let refused = browser
+        .wait_text("form [role=alert]", |t| !t.is_empty())
+        .await;
+    assert!(refused.contains("token"), "{refused}");
+    assert_eq!(
+        browser
+            .script("return sessionStorage.getItem('depman.token')")
+            .await,
+        Value::Null
+    );
+    assert_eq!(browser.console_errors().await, Vec::<String>::new());
+    browser.close().await;
+    app.finish().await;
 }
