@@ -132,13 +132,13 @@ struct EventsQuery {
     /// Page size, 1 to 500; default 100. Not used by the stream.
     #[param(minimum = 1, maximum = 500)]
     limit: Option<i64>,
-    /// `newest_first`: a page looking back from the newest event (or from
-    /// `before`), as an audit view starts; its `next_cursor` goes as
-    /// `before` to the page after it, and is `null` at the oldest event
-    /// kept. Pages only, and not with `after`.
+    /// `newest_first`: the page starts at the newest event (before
+    /// `before`, if given), looking back, as an audit view starts; its
+    /// `next_cursor` goes as `before` to the page after it, and is `null`
+    /// once a page is not full. Pages only.
     #[param(inline)]
     order: Option<Order>,
-    /// With `order=newest_first`: the page holds the events before this id.
+    /// Only events before this id (pages only).
     before: Option<String>,
 }
 
@@ -191,44 +191,39 @@ pub async fn list(
         identifier: query.identifier,
         types: query.types,
     };
-    if let Some(before) = query.before {
-        if wants_stream(&headers) {
+    if wants_stream(&headers) {
+        if query.newest_first {
             return Err(ApiError::invalid(
                 "order",
                 "a stream is always oldest first",
             ));
         }
-        return Ok(Json(look_back(&state, &filter, before, query.limit).await?).into_response());
-    }
-    if wants_stream(&headers) {
+        if query.before.is_some() {
+            return Err(ApiError::invalid("before", "a stream has no end"));
+        }
         return Ok(stream(&state, filter, query.after).into_response());
     }
-    let after = query.after.unwrap_or(Position::START);
-    let rows = events::read(&state.pool, &filter, after, query.limit).await?;
-    let next_cursor = rows
-        .last()
-        .map(EventRow::position)
-        .or(query.after)
-        .map(|position| position.encode());
+    let start = query.after.unwrap_or(Position::START);
+    let rows = events::page(
+        &state.pool,
+        &filter,
+        start,
+        query.before,
+        query.newest_first,
+        query.limit,
+    )
+    .await?;
+    let last = rows.last().map(EventRow::position);
+    let next_cursor = if query.newest_first {
+        // Looking back: the next page is before the oldest shown, if this
+        // one was full.
+        last.filter(|_| rows.len() as i64 == query.limit)
+    } else {
+        last.or(query.after)
+    };
     let items = rows.iter().filter_map(shown).collect();
+    let next_cursor = next_cursor.map(|position| position.encode());
     Ok(Json(EventPage { items, next_cursor }).into_response())
-}
-
-/// A page newest first, before `before` (`None`: from the newest).
-async fn look_back(
-    state: &AppState,
-    filter: &Filter,
-    before: Option<Position>,
-    limit: i64,
-) -> Result<EventPage, ApiError> {
-    let rows = events::read_back(&state.pool, filter, before, limit).await?;
-    let full = rows.len() as i64 == limit;
-    let next_cursor = rows
-        .last()
-        .filter(|_| full)
-        .map(|row| row.position().encode());
-    let items = rows.iter().filter_map(shown).collect();
-    Ok(EventPage { items, next_cursor })
 }
 
 /// The keep-alive comment's period: below the idle timeout of common proxies.
@@ -287,8 +282,8 @@ struct Query {
     identifier: Option<String>,
     types: Vec<String>,
     after: Option<Position>,
-    /// `Some` for a page newest first: `Some(None)` starts at the newest.
-    before: Option<Option<Position>>,
+    before: Option<Position>,
+    newest_first: bool,
     limit: i64,
 }
 
@@ -300,11 +295,10 @@ fn parse_query(query: &str, last_event_id: Option<&str>) -> Result<Query, ApiErr
         types: Vec::new(),
         after: None,
         before: None,
+        newest_first: false,
         limit: DEFAULT_LIMIT,
     };
     let mut after = None;
-    let mut newest_first = false;
-    let mut before = None;
     for (name, value) in form_urlencoded::parse(query.as_bytes()) {
         match name.as_ref() {
             "identifier" => {
@@ -319,7 +313,7 @@ fn parse_query(query: &str, last_event_id: Option<&str>) -> Result<Query, ApiErr
             }
             "after" => after = Some(("after", value.into_owned())),
             "order" => {
-                newest_first = match value.as_ref() {
+                parsed.newest_first = match value.as_ref() {
                     "oldest_first" => false,
                     "newest_first" => true,
                     _ => {
@@ -330,7 +324,7 @@ fn parse_query(query: &str, last_event_id: Option<&str>) -> Result<Query, ApiErr
                     }
                 }
             }
-            "before" => before = Some(value.into_owned()),
+            "before" => parsed.before = Some(decode("before", &value)?),
             "limit" => {
                 parsed.limit = value
                     .parse()
@@ -349,25 +343,7 @@ fn parse_query(query: &str, last_event_id: Option<&str>) -> Result<Query, ApiErr
         after = Some(("Last-Event-ID", id.to_owned()));
     }
     if let Some((field, token)) = after {
-        if newest_first {
-            return Err(ApiError::invalid(
-                field,
-                "goes with `order=oldest_first`; a page newest first takes `before`",
-            ));
-        }
         parsed.after = Some(decode(field, &token)?);
-    }
-    match (newest_first, before) {
-        (true, before) => {
-            parsed.before = Some(before.map(|t| decode("before", &t)).transpose()?);
-        }
-        (false, Some(_)) => {
-            return Err(ApiError::invalid(
-                "before",
-                "goes with `order=newest_first`",
-            ));
-        }
-        (false, None) => {}
     }
     Ok(parsed)
 }
@@ -433,16 +409,23 @@ mod tests {
     }
 
     #[test]
-    fn newest_first_starts_at_the_newest_or_before_a_cursor() {
+    fn a_page_may_be_bounded_on_both_sides_in_either_order() {
         let query = parse_query("order=newest_first", None).expect("valid");
-        assert_eq!(query.before, Some(None));
-        let cursor = Position { xid: 7, seq: 2 };
-        let query = parse_query(
-            &format!("order=newest_first&before={}", cursor.encode()),
-            None,
-        )
-        .expect("valid");
-        assert_eq!(query.before, Some(Some(cursor)));
-        assert_eq!(query.after, None);
+        assert!(query.newest_first);
+        assert_eq!((query.after, query.before), (None, None));
+        let (after, before) = (Position { xid: 3, seq: 1 }, Position { xid: 7, seq: 2 });
+        for order in ["oldest_first", "newest_first"] {
+            let query = parse_query(
+                &format!(
+                    "order={order}&before={}&after={}",
+                    before.encode(),
+                    after.encode()
+                ),
+                None,
+            )
+            .expect("valid");
+            assert_eq!(query.newest_first, order == "newest_first");
+            assert_eq!((query.after, query.before), (Some(after), Some(before)));
+        }
     }
 }

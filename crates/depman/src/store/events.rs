@@ -115,14 +115,34 @@ pub async fn read(
     after: Position,
     limit: i64,
 ) -> Result<Vec<EventRow>, sqlx::Error> {
+    page(db, filter, after, None, false, limit).await
+}
+
+/// Up to `limit` events between `after` and `before` (both left out) that
+/// `filter` takes: the oldest of them first, or with `newest_first` the
+/// newest (a look back, as an audit view starts).
+pub async fn page(
+    db: impl PgExecutor<'_>,
+    filter: &Filter,
+    after: Position,
+    before: Option<Position>,
+    newest_first: bool,
+    limit: i64,
+) -> Result<Vec<EventRow>, sqlx::Error> {
+    let order = if newest_first {
+        "xid DESC, seq DESC"
+    } else {
+        "xid, seq"
+    };
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {COLUMNS} FROM events
          WHERE (xid, seq) > ($1::text::xid8, $2)
+           AND ($7::text IS NULL OR (xid, seq) < ($7::text::xid8, $8))
            AND xid < {HORIZON}
            AND ($3::uuid IS NULL OR user_id = $3)
            AND ($4::text IS NULL OR identifier = $4)
            AND (cardinality($5::text[]) = 0 OR type = ANY($5))
-         ORDER BY xid, seq
+         ORDER BY {order}
          LIMIT $6"
     )))
     .bind(after.xid.to_string())
@@ -131,34 +151,8 @@ pub async fn read(
     .bind(&filter.identifier)
     .bind(&filter.types)
     .bind(limit)
-    .fetch_all(db)
-    .await
-}
-
-/// Up to `limit` events before `before` (or the newest readable now) that
-/// `filter` takes, newest first: a look back, as an audit view starts.
-pub async fn read_back(
-    db: impl PgExecutor<'_>,
-    filter: &Filter,
-    before: Option<Position>,
-    limit: i64,
-) -> Result<Vec<EventRow>, sqlx::Error> {
-    sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT {COLUMNS} FROM events
-         WHERE ($1::text IS NULL OR (xid, seq) < ($1::text::xid8, $2))
-           AND xid < {HORIZON}
-           AND ($3::uuid IS NULL OR user_id = $3)
-           AND ($4::text IS NULL OR identifier = $4)
-           AND (cardinality($5::text[]) = 0 OR type = ANY($5))
-         ORDER BY xid DESC, seq DESC
-         LIMIT $6"
-    )))
     .bind(before.map(|position| position.xid.to_string()))
     .bind(before.map_or(0, |position| position.seq))
-    .bind(filter.user_id)
-    .bind(&filter.identifier)
-    .bind(&filter.types)
-    .bind(limit)
     .fetch_all(db)
     .await
 }

@@ -257,26 +257,37 @@ async fn a_page_newest_first_looks_back_from_the_newest_event_and_a_stream_goes_
     let frame = stream.next(Duration::from_secs(5)).await.expect("an event");
     assert_eq!(frame.data["data"]["name"], "four");
 
-    for (query, field) in [
-        ("order=sideways", "order"),
-        ("before=x", "before"),
-        ("order=newest_first&before=x", "before"),
-        ("order=newest_first&after=x", "after"),
-    ] {
+    // Bounded on both sides, in either order: what came between.
+    let (one, three) = (
+        oldest_first[0]["id"].as_str().unwrap(),
+        oldest_first[2]["id"].as_str().unwrap(),
+    );
+    for order in ["oldest_first", "newest_first"] {
+        let between = page(format!("order={order}&after={one}&before={three}")).await;
+        assert_eq!(names(&between), ["two"], "{order}");
+    }
+
+    for (query, field) in [("order=sideways", "order"), ("before=x", "before")] {
         let response = app.get("alice", &format!("/api/v1/events?{query}")).await;
         assert_problem(response, 422, Some(field)).await;
     }
-    let stream = app
-        .request(
-            reqwest::Method::GET,
-            "/api/v1/events?order=newest_first",
-            "alice",
-        )
-        .header("Accept", "text/event-stream")
-        .send()
-        .await
-        .unwrap();
-    assert_problem(stream, 422, Some("order")).await;
+    // A stream goes on from its cursor, oldest first, with no end.
+    for (query, field) in [
+        ("order=newest_first".to_owned(), "order"),
+        (format!("before={three}"), "before"),
+    ] {
+        let stream = app
+            .request(
+                reqwest::Method::GET,
+                &format!("/api/v1/events?{query}"),
+                "alice",
+            )
+            .header("Accept", "text/event-stream")
+            .send()
+            .await
+            .unwrap();
+        assert_problem(stream, 422, Some(field)).await;
+    }
     app.finish().await;
 }
 
