@@ -11,6 +11,7 @@ const PAGE_SIZE = 50;
 // `header`: the user id goes in X-User-ID (kept in localStorage, asked
 // once); `jwt`: a bearer token (kept for this tab only).
 let authMode = "header";
+let signInReason = "";
 
 function keeper() {
   return authMode === "jwt"
@@ -26,19 +27,20 @@ function credential() {
 function signIn(value) {
   const { store, key } = keeper();
   store.setItem(key, value);
+  signInReason = "";
 }
 
-function signOut(reason) {
+// Forgets the credential and goes back to the sign-in; a refusal of a
+// credential already replaced (an answer still on its way) changes nothing.
+function signOut(reason, refused) {
+  if (refused !== undefined && refused !== credential()) return;
   const { store, key } = keeper();
   store.removeItem(key);
   signInReason = reason || "";
   route();
 }
 
-let signInReason = "";
-
-function authHeaders() {
-  const value = credential();
+function authHeaders(value = credential()) {
   if (!value) return {};
   return authMode === "jwt" ? { Authorization: `Bearer ${value}` } : { "X-User-ID": value };
 }
@@ -84,7 +86,8 @@ function apiUrl(path, query = {}) {
 }
 
 async function call(method, path, { body, query, requestId } = {}) {
-  const headers = { ...authHeaders(), Accept: "application/json" };
+  const used = credential();
+  const headers = { ...authHeaders(used), Accept: "application/json" };
   if (body !== undefined) headers["Content-Type"] = "application/json";
   if (requestId) headers["X-Request-ID"] = requestId;
   let response;
@@ -105,7 +108,7 @@ async function call(method, path, { body, query, requestId } = {}) {
     json = null;
   }
   if (response.status === 401) {
-    signOut((json && json.detail) || "sign in again");
+    signOut((json && json.detail) || "sign in again", used);
     throw new Problem(401, json);
   }
   if (!response.ok) throw new Problem(response.status, json);
@@ -122,87 +125,102 @@ function setLive(state) {
   live.textContent = { live: "Live", reconnecting: "Reconnecting…", off: "" }[state];
 }
 
+// One Server-Sent Events frame: its id and its event, if it has data.
+function parseFrame(frame) {
+  let id = null;
+  const data = [];
+  for (const line of frame.split("\n")) {
+    if (line.startsWith(":")) continue;
+    const colon = line.indexOf(":");
+    const field = colon < 0 ? line : line.slice(0, colon);
+    const value = colon < 0 ? "" : line.slice(colon + 1).replace(/^ /, "");
+    if (field === "id") id = value;
+    if (field === "data") data.push(value);
+  }
+  return { id, event: data.length ? JSON.parse(data.join("\n")) : null };
+}
+
 // Follows the caller's events (Server-Sent Events read through fetch, so
-// that the same headers as every call go along) from `after`, or from now.
-// A dropped connection resumes after the last event seen, so nothing is
-// missed or shown twice. Returns the function that stops it.
-function follow({ identifier, types, after, onEvent, onExpired }) {
+// that the same headers as every call go along) from `after`, or from now,
+// for as long as `page` is shown. A dropped connection resumes after the
+// last event seen, so nothing is missed or shown twice.
+function follow(page, { identifier, types, after, onEvent, onExpired }) {
   const controller = new AbortController();
+  page.onLeave(() => {
+    controller.abort();
+    setLive("off");
+  });
   let last = after;
   let delay = 1000;
-  const handle = (frame) => {
-    let id = null;
-    const data = [];
-    for (const line of frame.split("\n")) {
-      if (line.startsWith(":")) continue;
-      const colon = line.indexOf(":");
-      const field = colon < 0 ? line : line.slice(0, colon);
-      const value = colon < 0 ? "" : line.slice(colon + 1).replace(/^ /, "");
-      if (field === "id") id = value;
-      if (field === "data") data.push(value);
+  const connect = async () => {
+    const used = credential();
+    const headers = { ...authHeaders(used), Accept: "text/event-stream" };
+    if (last) headers["Last-Event-ID"] = last;
+    const response = await fetch(apiUrl("/events", { identifier, type: types }), {
+      headers,
+      signal: controller.signal,
+    });
+    if (response.status === 410) return "expired";
+    if (response.status === 401) return signOut("sign in again", used) || "refused";
+    if (!response.ok || !response.body) throw new Error(`events answered ${response.status}`);
+    setLive("live");
+    delay = 1000;
+    const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+    try {
+      let buffer = "";
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) return "ended";
+        buffer += value.replace(/\r\n?/g, "\n");
+        let end;
+        while ((end = buffer.indexOf("\n\n")) >= 0) {
+          const frame = buffer.slice(0, end);
+          buffer = buffer.slice(end + 2);
+          let parsed;
+          try {
+            parsed = parseFrame(frame);
+          } catch {
+            continue; // a frame this version cannot read: skip it, stay connected
+          }
+          if (parsed.id) last = parsed.id;
+          if (parsed.event) onEvent(parsed.event);
+        }
+      }
+    } finally {
+      reader.cancel().catch(() => {});
     }
-    if (id) last = id;
-    if (data.length === 0) return;
-    const event = JSON.parse(data.join("\n"));
-    if (event) onEvent(event);
   };
   (async () => {
-    while (!controller.signal.aborted) {
+    while (page.alive()) {
+      let outcome = "dropped";
       try {
-        const headers = { ...authHeaders(), Accept: "text/event-stream" };
-        if (last) headers["Last-Event-ID"] = last;
-        const response = await fetch(apiUrl("/events", { identifier, type: types }), {
-          headers,
-          signal: controller.signal,
-        });
-        if (response.status === 410) {
-          setLive("off");
-          onExpired();
-          return;
-        }
-        if (response.status === 401) return signOut("sign in again");
-        if (!response.ok || !response.body) throw new Error(`events answered ${response.status}`);
-        setLive("live");
-        delay = 1000;
-        const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
-        let buffer = "";
-        for (;;) {
-          const { value, done } = await reader.read();
-          if (done) break;
-          buffer += value.replace(/\r\n?/g, "\n");
-          let end;
-          while ((end = buffer.indexOf("\n\n")) >= 0) {
-            handle(buffer.slice(0, end));
-            buffer = buffer.slice(end + 2);
-          }
-        }
+        outcome = await connect();
       } catch {
-        // A dropped connection, or a stop: the loop tells them apart.
+        // A dropped connection, or the page left: the loop tells them apart.
       }
-      if (controller.signal.aborted) return;
+      if (!page.alive()) return;
+      if (outcome === "expired") return onExpired();
+      if (outcome === "refused") return;
       setLive("reconnecting");
       await sleep(delay);
       delay = Math.min(delay * 2, 10000);
     }
   })();
-  return () => {
-    controller.abort();
-    setLive("off");
-  };
 }
 
-// Collects the identifiers events name and calls `flush` with them once a
-// burst is over: a rollout's events come in quick succession.
-function batcher(flush, wait = 150) {
+// Collects the keys events name and calls `flush` with them once a burst is
+// over (a rollout's events come in quick succession), while `page` is shown.
+function batcher(page, flush, wait = 150) {
   const pending = new Set();
   let timer = null;
-  return (identifier) => {
-    pending.add(identifier);
+  page.onLeave(() => clearTimeout(timer));
+  return (key) => {
+    pending.add(key);
     clearTimeout(timer);
     timer = setTimeout(() => {
-      const identifiers = [...pending];
+      const keys = [...pending];
       pending.clear();
-      flush(identifiers).catch(showError);
+      flush(keys).catch((e) => page.alive() && showError(e));
     }, wait);
   };
 }
@@ -226,10 +244,18 @@ function h(tag, attributes = {}, ...children) {
 
 const main = () => document.getElementById("view");
 
-// Puts `children` in `parent` in place of what it had; `null` and `false`
-// stand for nothing (the DOM's own replaceChildren would show "null").
+// Puts `children` in `parent` in place of what it had (`null` and `false`
+// stand for nothing: the DOM's own replaceChildren would show "null"). The
+// element with the focus keeps it when its successor has the same
+// `data-key`, so live updates do not throw a keyboard user off.
 function put(parent, ...children) {
+  const focused = document.activeElement;
+  const key = focused && parent.contains(focused) ? focused.dataset.key : undefined;
   parent.replaceChildren(...children.flat(Infinity).filter((c) => c !== null && c !== undefined && c !== false));
+  if (key) {
+    const successor = parent.querySelector(`[data-key="${CSS.escape(key)}"]`);
+    if (successor) successor.focus();
+  }
 }
 
 function showError(error) {
@@ -250,21 +276,45 @@ function when(timestamp) {
   return h("time", { datetime: timestamp, title: date.toLocaleString() }, text);
 }
 
+// A value from JSON as text: `—` for nothing.
+const show = (value) =>
+  value === null || value === undefined ? "—" : typeof value === "string" ? value : JSON.stringify(value);
+
+// Tables stay tables for assistive technology when the phone layout turns
+// their rows into cards (display: block drops the implicit roles).
+function table(attributes, { caption, columns, rows }) {
+  return h(
+    "table",
+    { role: "table", ...attributes },
+    caption ? h("caption", {}, caption) : null,
+    h(
+      "thead",
+      { role: "rowgroup" },
+      h(
+        "tr",
+        { role: "row" },
+        columns.map((c) =>
+          h("th", { scope: "col", role: "columnheader" }, c || h("span", { class: "visually-hidden" }, "Actions")),
+        ),
+      ),
+    ),
+    h("tbody", { role: "rowgroup" }, rows),
+  );
+}
+
+const row = (attributes, ...cells) => h("tr", { role: "row", ...attributes }, ...cells);
+
+// A cell, labelled for the phone layout, its content kept in one box so
+// that it stays beside its label.
+const cell = (label, content, attributes = {}) =>
+  h("td", { role: "cell", "data-label": label, ...attributes }, h("span", {}, content));
+
 // Health in colour and in words, so that colour is never the only sign.
-const HEALTH = {
-  HEALTHY: "✓",
-  PROGRESSING: "↻",
-  DEGRADED: "✕",
-  MISSING: "?",
-};
+const HEALTH = { HEALTHY: "✓", PROGRESSING: "↻", DEGRADED: "✕", MISSING: "?" };
 
-function healthBadge(health) {
-  return h("span", { class: `badge health-${health}` }, `${HEALTH[health] || ""} ${health}`);
-}
+const healthBadge = (health) => h("span", { class: `badge health-${health}` }, `${HEALTH[health] || ""} ${health}`);
 
-function stateBadge(state) {
-  return h("span", { class: `badge state-${state}` }, state);
-}
+const stateBadge = (state) => h("span", { class: `badge state-${state}` }, state);
 
 // What a failure reason code means, in words.
 const REASONS = {
@@ -280,9 +330,7 @@ const REASONS = {
   DeploymentDeleted: "The Deployment was deleted before the rollout ended",
 };
 
-function reasonText(reason) {
-  return reason ? `${REASONS[reason] || reason} (${reason})` : "";
-}
+const reasonText = (reason) => (reason ? `${REASONS[reason] || reason} (${reason})` : "");
 
 // A diff from a dry run: each leaf that would change.
 function diffTable(preview) {
@@ -292,45 +340,44 @@ function diffTable(preview) {
   if (preview.diff.length === 0) {
     return h("div", { class: "diff" }, warnings, h("p", {}, "No change: the cluster already has this."));
   }
-  const show = (value) => (value === null ? "—" : typeof value === "string" ? value : JSON.stringify(value));
+  const count = preview.diff.length;
   return h(
     "div",
     { class: "diff" },
     warnings,
-    h(
-      "table",
+    table(
       {},
-      h("caption", {}, `${preview.diff.length} change${preview.diff.length === 1 ? "" : "s"}`),
-      h("thead", {}, h("tr", {}, h("th", { scope: "col" }, "Field"), h("th", { scope: "col" }, "Now"), h("th", { scope: "col" }, "After"))),
-      h(
-        "tbody",
-        {},
-        preview.diff.map((d) =>
-          h(
-            "tr",
+      {
+        caption: `${count} change${count === 1 ? "" : "s"}`,
+        columns: ["Field", "Now", "After"],
+        rows: preview.diff.map((d) =>
+          row(
             {},
-            h("td", { "data-label": "Field" }, h("code", {}, d.path)),
-            h("td", { "data-label": "Now", class: "before" }, show(d.before)),
-            h("td", { "data-label": "After", class: "after" }, show(d.after)),
+            cell("Field", h("code", {}, d.path)),
+            cell("Now", show(d.before), { class: "before" }),
+            cell("After", show(d.after), { class: "after" }),
           ),
         ),
-      ),
+      },
     ),
   );
 }
 
 // A modal dialog: `body` and a confirm button that runs `confirm`; it
-// stays open with the error when that fails.
+// stays open with the error when that fails. A dangerous one starts on
+// Cancel, so that Enter does not confirm it.
 function dialog({ title, body, confirmLabel, danger, confirm }) {
   const error = h("p", { class: "error", role: "alert" });
   const confirmButton = h("button", { type: "button", class: danger ? "danger" : "primary" }, confirmLabel);
+  const cancelButton = h("button", { type: "button", onclick: () => box.close() }, "Cancel");
+  const returnTo = document.activeElement;
   const box = h(
     "dialog",
     { "aria-labelledby": "dialog-title" },
     h("h2", { id: "dialog-title" }, title),
     body,
     error,
-    h("div", { class: "actions" }, confirmButton, h("button", { type: "button", onclick: () => box.close() }, "Cancel")),
+    h("div", { class: "actions" }, confirmButton, cancelButton),
   );
   confirmButton.addEventListener("click", async () => {
     confirmButton.disabled = true;
@@ -343,10 +390,17 @@ function dialog({ title, body, confirmLabel, danger, confirm }) {
       confirmButton.disabled = false;
     }
   });
-  box.addEventListener("close", () => box.remove());
+  // Back to the button that opened it, or to its successor if the page
+  // was drawn anew meanwhile.
+  box.addEventListener("close", () => {
+    box.remove();
+    const key = returnTo && returnTo.dataset && returnTo.dataset.key;
+    const target = returnTo && returnTo.isConnected ? returnTo : key && document.querySelector(`[data-key="${CSS.escape(key)}"]`);
+    if (target) target.focus();
+  });
   document.body.append(box);
   box.showModal();
-  return box;
+  (danger ? cancelButton : confirmButton).focus();
 }
 
 // -------------------------------------------------------------------- forms
@@ -397,7 +451,7 @@ function showFieldErrors(form, problem) {
     error.textContent = error.textContent ? `${error.textContent}; ${message}` : `${name}: ${message}`;
     target.querySelector("input, textarea, select").setAttribute("aria-invalid", "true");
   }
-  if (problem.errors.length === 0 || unplaced.length) {
+  if (problem.message && (problem.errors.length === 0 || unplaced.length)) {
     general.textContent = [problem.message, ...unplaced].join(" — ");
   }
   const first = form.querySelector("[aria-invalid]");
@@ -417,8 +471,16 @@ function parsePairs(text) {
   return pairs;
 }
 
-const showPairs = (pairs) => Object.entries(pairs || {}).map(([k, v]) => `${k}=${v}`).join("\n");
-const lines = (text) => text.split("\n").map((l) => l.trim()).filter(Boolean);
+const showPairs = (pairs) =>
+  Object.entries(pairs || {})
+    .map(([k, v]) => `${k}=${v}`)
+    .join("\n");
+
+const lines = (text) =>
+  text
+    .split("\n")
+    .map((l) => l.trim())
+    .filter(Boolean);
 
 // `8080`, `8080/UDP`, `8080 http` or `8080/TCP http`, one per line.
 function parsePorts(text) {
@@ -431,9 +493,6 @@ function parsePorts(text) {
     return parsed;
   });
 }
-
-const showPorts = (ports) =>
-  (ports || []).map((p) => `${p.container_port}${p.protocol ? "/" + p.protocol : ""}${p.name ? " " + p.name : ""}`).join("\n");
 
 function resourceInputs(resources = {}) {
   const value = (kind, name) => (resources[kind] && resources[kind][name]) || "";
@@ -455,16 +514,21 @@ function resourceInputs(resources = {}) {
   );
 }
 
-function readResources(form) {
+// The resources a form or a spec gives, with nothing for what is empty, so
+// that the two compare equal when they ask the same.
+function compactResources(read) {
   const resources = {};
   for (const kind of ["requests", "limits"]) {
     for (const name of ["cpu", "memory"]) {
-      const value = form.elements[`resources.${kind}.${name}`].value.trim();
+      const value = (read(kind, name) || "").trim();
       if (value) (resources[kind] ||= {})[name] = value;
     }
   }
   return resources;
 }
+
+const formResources = (form) => compactResources((kind, name) => form.elements[`resources.${kind}.${name}`].value);
+const specResources = (spec) => compactResources((kind, name) => ((spec.resources || {})[kind] || {})[name]);
 
 const DNS_LABEL = "^[a-z0-9]([\\-a-z0-9]*[a-z0-9])?$";
 
@@ -493,11 +557,12 @@ function signInView(view) {
     event.preventDefault();
     const value = input.value.trim();
     if (!value || !input.validity.valid) {
-      form.querySelector(".form-error").textContent = jwt ? "Paste a token." : "Give a user id of 1 to 128 letters, digits and . _ @ -";
+      form.querySelector(".form-error").textContent = jwt
+        ? "Paste a token."
+        : "Give a user id of 1 to 128 letters, digits and . _ @ -";
       return;
     }
     signIn(value);
-    signInReason = "";
     route();
   });
   put(view, form);
@@ -511,45 +576,48 @@ const STATUSES = ["INITIATED", "UPDATING", "CREATED", "DELETED", "FAILED"];
 // Kept while the tab lives, so that coming back keeps the filters.
 const listState = { search: "", namespace: "", status: "", cursors: [null] };
 
-function deploymentsView(view, stops) {
-  const tbody = h("tbody");
-  const summary = h("p", { class: "summary", role: "status" });
+function deploymentsView(view, page) {
+  const rows = h("div");
+  const summary = h("p", { class: "summary" });
   const previous = h("button", { type: "button" }, "← Newer");
   const next = h("button", { type: "button" }, "Older →");
-  let page = { items: [], next_cursor: null };
+  let shown = { items: [], next_cursor: null };
+  let loads = 0;
 
   const matches = (d) =>
     (!listState.status || d.status === listState.status) &&
     (!listState.namespace || d.namespace === listState.namespace) &&
     (!listState.search || d.identifier.includes(listState.search.toLowerCase()));
 
-  const row = (d) =>
-    h(
-      "tr",
+  const deploymentRow = (d) =>
+    row(
       { "data-identifier": d.identifier },
-      h("td", { "data-label": "Name" }, h("a", { href: `#/d/${d.identifier}` }, d.identifier)),
-      h("td", { "data-label": "Namespace" }, d.namespace),
-      h("td", { "data-label": "Image", class: "image" }, d.image),
-      h("td", { "data-label": "Ready", class: "ready" }, `${d.ready_replicas ?? 0}/${d.replicas ?? 0}`),
-      h("td", { "data-label": "Status", class: "status" }, d.status),
-      h("td", { "data-label": "Health", class: "health" }, healthBadge(d.health)),
-      h("td", { "data-label": "Reason", class: "reason" }, reasonText(d.health_reason)),
-      h("td", { "data-label": "Last change" }, when(d.updated_on)),
+      cell("Name", h("a", { href: `#/d/${d.identifier}`, "data-key": `link-${d.identifier}` }, d.identifier)),
+      cell("Namespace", d.namespace),
+      cell("Image", d.image, { class: "image" }),
+      cell("Ready", `${d.ready_replicas ?? 0}/${d.replicas ?? 0}`),
+      cell("Status", d.status),
+      cell("Health", healthBadge(d.health)),
+      cell("Reason", reasonText(d.health_reason)),
+      cell("Last change", when(d.updated_on)),
     );
 
   const render = () => {
-    put(tbody, ...page.items.map(row));
+    const columns = ["Name", "Namespace", "Image", "Ready", "Status", "Health", "Reason", "Last change"];
+    put(rows, table({ class: "deployments" }, { columns, rows: shown.items.map(deploymentRow) }));
     const pageNumber = listState.cursors.length;
+    const count = shown.items.length;
     summary.textContent =
-      page.items.length === 0
-        ? "No deployments match."
-        : `Page ${pageNumber}: ${page.items.length} deployment${page.items.length === 1 ? "" : "s"}`;
+      count === 0 ? "No deployments match." : `Page ${pageNumber}: ${count} deployment${count === 1 ? "" : "s"}`;
     previous.disabled = pageNumber === 1;
-    next.disabled = !page.next_cursor;
+    next.disabled = !shown.next_cursor;
   };
 
+  // Only the answer to the latest load is shown: a slow one for an older
+  // filter never overwrites a newer.
   const load = async () => {
-    page = await call("GET", "/deployments", {
+    const mine = ++loads;
+    const answer = await call("GET", "/deployments", {
       query: {
         search: listState.search,
         namespace: listState.namespace,
@@ -558,15 +626,20 @@ function deploymentsView(view, stops) {
         cursor: listState.cursors.at(-1),
       },
     });
+    if (mine !== loads || !page.alive()) return;
+    shown = answer;
     render();
   };
 
   // An event names a deployment: show its new state where it is listed,
-  // and put a new one on top of the first page.
-  const refresh = batcher(async (identifiers) => {
+  // and put a new one (its CREATE accepted) on top of the first page.
+  const created = new Set();
+  const refresh = batcher(page, async (identifiers) => {
+    const loadsBefore = loads;
     for (const identifier of identifiers) {
-      const index = page.items.findIndex((d) => d.identifier === identifier);
-      if (index < 0 && listState.cursors.length > 1) continue;
+      const listed = shown.items.some((d) => d.identifier === identifier);
+      const isNew = created.delete(identifier) && !listed && listState.cursors.length === 1;
+      if (!listed && !isNew) continue;
       let deployment;
       try {
         deployment = await call("GET", `/deployments/${identifier}`);
@@ -574,11 +647,17 @@ function deploymentsView(view, stops) {
         if (e.status === 404) continue;
         throw e;
       }
-      if (index >= 0) page.items[index] = deployment;
-      else if (matches(deployment)) page.items.unshift(deployment);
+      if (loads !== loadsBefore || !page.alive()) return;
+      const index = shown.items.findIndex((d) => d.identifier === identifier);
+      if (index >= 0) shown.items[index] = deployment;
+      else if (matches(deployment)) shown.items.unshift(deployment);
     }
     render();
   });
+  const onEvent = (event) => {
+    if (event.type === "request.accepted" && event.data.request_type === "CREATE") created.add(event.identifier);
+    refresh(event.identifier);
+  };
 
   const restart = () => {
     listState.cursors = [null];
@@ -586,6 +665,7 @@ function deploymentsView(view, stops) {
   };
   const search = h("input", { type: "search", value: listState.search, maxlength: 63, placeholder: "part of a name" });
   let typing = null;
+  page.onLeave(() => clearTimeout(typing));
   search.addEventListener("input", () => {
     clearTimeout(typing);
     typing = setTimeout(() => {
@@ -613,7 +693,7 @@ function deploymentsView(view, stops) {
     load().catch(showError);
   });
   next.addEventListener("click", () => {
-    listState.cursors.push(page.next_cursor);
+    listState.cursors.push(shown.next_cursor);
     load().catch(showError);
   });
 
@@ -628,31 +708,16 @@ function deploymentsView(view, stops) {
       field("Status", "status", status, "the deployment's status"),
     ),
     summary,
-    h(
-      "table",
-      { class: "deployments" },
-      h(
-        "thead",
-        {},
-        h(
-          "tr",
-          {},
-          ["Name", "Namespace", "Image", "Ready", "Status", "Health", "Reason", "Last change"].map((c) =>
-            h("th", { scope: "col" }, c),
-          ),
-        ),
-      ),
-      tbody,
-    ),
+    rows,
     h("nav", { class: "pager", "aria-label": "Pages of deployments" }, previous, next),
   );
-  stops.push(follow({ onEvent: (e) => refresh(e.identifier), onExpired: () => route() }));
+  follow(page, { onEvent, onExpired: () => route() });
   return load();
 }
 
 // ------------------------------------------------------- page: deployment
 
-function deploymentView(view, stops, identifier) {
+function deploymentView(view, page, identifier) {
   const state = { deployment: null, requests: [], revisions: [] };
   const sections = {
     head: h("header", { class: "deployment-head" }),
@@ -661,20 +726,28 @@ function deploymentView(view, stops, identifier) {
     requests: h("section", { "aria-labelledby": "requests-title" }),
     history: h("section", { "aria-labelledby": "history-title" }),
   };
+  let editing = null;
+  let loads = 0;
 
   const load = async () => {
+    const mine = ++loads;
     const [deployment, requests, revisions] = await Promise.all([
       call("GET", `/deployments/${identifier}`),
       call("GET", "/deployments/requests", { query: { identifier, limit: 10 } }),
       call("GET", `/deployments/${identifier}/revisions`, { query: { limit: 20 } }),
     ]);
+    if (mine !== loads || !page.alive()) return;
     Object.assign(state, { deployment, requests: requests.items, revisions: revisions.items });
     render();
   };
+  const reload = () => load().catch((e) => page.alive() && showError(e));
 
   const newest = () => state.requests[0];
   const current = () => state.requests.find((r) => r.request_type !== "DELETE" && r.rollout);
   const gone = () => ["DELETED", "FAILED"].includes(state.deployment.status);
+  // What the cluster was last asked for: the newest revision, else (no
+  // revision yet) the newest request.
+  const desired = () => (state.revisions[0] || newest()).spec;
 
   const render = () => {
     const d = state.deployment;
@@ -682,58 +755,53 @@ function deploymentView(view, stops, identifier) {
       sections.head,
       h("p", {}, h("a", { href: "#/" }, "← Deployments")),
       h("h1", {}, d.identifier),
-      h(
-        "p",
-        { class: "badges" },
-        h("span", { class: "status" }, d.status),
-        " ",
-        healthBadge(d.health),
-      ),
+      h("p", { class: "badges" }, h("span", { class: "status" }, d.status), " ", healthBadge(d.health)),
       d.health_reason
-        ? h("p", { class: "banner error reason", role: "status" }, reasonText(d.health_reason), h("br"), d.health_message || "")
+        ? h("p", { class: "banner error reason" }, reasonText(d.health_reason), h("br"), d.health_message || "")
         : null,
       h(
         "div",
         { class: "actions" },
-        h("button", { type: "button", onclick: edit, disabled: gone() || !newest() }, "Edit"),
-        h("button", { type: "button", class: "danger", onclick: remove, disabled: gone() || !newest() }, "Delete"),
+        h("button", { type: "button", onclick: edit, disabled: gone() || !newest(), "data-key": "edit" }, "Edit"),
+        h(
+          "button",
+          { type: "button", class: "danger", onclick: remove, disabled: gone() || !newest(), "data-key": "delete" },
+          "Delete",
+        ),
       ),
     );
+    const facts = [
+      ["Namespace", d.namespace],
+      ["Image", d.image],
+      [
+        "Replicas",
+        `${d.ready_replicas ?? 0} ready, ${d.available_replicas ?? 0} available, ` +
+          `${d.updated_replicas ?? 0} updated, ${d.replicas ?? 0} desired`,
+      ],
+      ["Generation", `${d.observed_generation ?? "—"} observed of ${d.generation ?? "—"}`],
+      ["Created", when(d.created_on)],
+      ["Last change", when(d.updated_on)],
+    ];
     put(
       sections.live,
       h("h2", { id: "live-title" }, "Live state"),
-      h(
-        "dl",
-        { class: "facts" },
-        [
-          ["Namespace", d.namespace],
-          ["Image", d.image],
-          ["Replicas", `${d.ready_replicas ?? 0} ready, ${d.available_replicas ?? 0} available, ${d.updated_replicas ?? 0} updated, ${d.replicas ?? 0} desired`],
-          ["Generation", `${d.observed_generation ?? "—"} observed of ${d.generation ?? "—"}`],
-          ["Created", when(d.created_on)],
-          ["Last change", when(d.updated_on)],
-        ].map(([term, value]) => [h("dt", {}, term), h("dd", {}, value)]),
-      ),
+      h("dl", { class: "facts" }, facts.map(([term, value]) => [h("dt", {}, term), h("dd", {}, value)])),
       d.conditions.length
-        ? h(
-            "table",
+        ? table(
             { class: "conditions" },
-            h("caption", {}, "Conditions"),
-            h("thead", {}, h("tr", {}, ["Type", "Status", "Reason", "Message"].map((c) => h("th", { scope: "col" }, c)))),
-            h(
-              "tbody",
-              {},
-              d.conditions.map((c) =>
-                h(
-                  "tr",
+            {
+              caption: "Conditions",
+              columns: ["Type", "Status", "Reason", "Message"],
+              rows: d.conditions.map((c) =>
+                row(
                   {},
-                  h("td", { "data-label": "Type" }, c.type),
-                  h("td", { "data-label": "Status" }, c.status),
-                  h("td", { "data-label": "Reason" }, c.reason || ""),
-                  h("td", { "data-label": "Message" }, c.message || ""),
+                  cell("Type", c.type),
+                  cell("Status", c.status),
+                  cell("Reason", c.reason || ""),
+                  cell("Message", c.message || ""),
                 ),
               ),
-            ),
+            },
           )
         : null,
     );
@@ -744,78 +812,93 @@ function deploymentView(view, stops, identifier) {
 
   const requestsTable = () => {
     if (state.requests.length === 0) return h("p", {}, "None.");
-    return h(
-      "table",
+    return table(
       { class: "requests" },
-      h("thead", {}, h("tr", {}, ["Type", "Status", "Image", "Outcome", "Accepted", ""].map((c) => h("th", { scope: "col" }, c)))),
-      h(
-        "tbody",
-        {},
-        state.requests.map((r) =>
-          h(
-            "tr",
+      {
+        columns: ["Type", "Status", "Image", "Outcome", "Accepted", ""],
+        rows: state.requests.map((r) =>
+          row(
             { "data-request": r.id },
-            h("td", { "data-label": "Type" }, r.request_type, r.rolled_back_to ? ` (rollback to ${r.rolled_back_to})` : ""),
-            h("td", { "data-label": "Status" }, r.status === "CREATED" ? "WAITING" : r.status),
-            h("td", { "data-label": "Image", class: "image" }, r.image),
-            h("td", { "data-label": "Outcome" }, outcome(r)),
-            h("td", { "data-label": "Accepted" }, when(r.created_on)),
+            cell("Type", [r.request_type, r.rolled_back_to ? ` (rollback to ${r.rolled_back_to})` : ""]),
+            cell("Status", r.status === "CREATED" ? "WAITING" : r.status),
+            cell("Image", r.image, { class: "image" }),
+            cell("Outcome", outcome(r)),
+            cell("Accepted", when(r.created_on)),
             h(
               "td",
-              {},
+              { role: "cell" },
               r.status === "CREATED"
-                ? h("button", { type: "button", onclick: () => cancel(r), "aria-label": `Cancel the ${r.request_type} request` }, "Cancel")
+                ? h(
+                    "button",
+                    {
+                      type: "button",
+                      onclick: () => cancel(r),
+                      "data-key": `cancel-${r.id}`,
+                      "aria-label": `Cancel the ${r.request_type} request`,
+                    },
+                    "Cancel",
+                  )
                 : null,
             ),
           ),
         ),
-      ),
+      },
     );
   };
 
   const historyTable = () => {
     if (state.revisions.length === 0) return h("p", {}, "No revision yet.");
     const latest = state.revisions[0].revision;
-    return h(
-      "table",
+    return table(
       { class: "revisions" },
-      h("thead", {}, h("tr", {}, ["Revision", "Image", "Replicas", "Outcome", "Applied", "By", ""].map((c) => h("th", { scope: "col" }, c)))),
-      h(
-        "tbody",
-        {},
-        state.revisions.map((r) =>
-          h(
-            "tr",
+      {
+        columns: ["Revision", "Image", "Replicas", "Outcome", "Applied", "By", ""],
+        rows: state.revisions.map((r) =>
+          row(
             { "data-revision": r.revision },
-            h("td", { "data-label": "Revision" }, `${r.revision}`, r.revision === latest ? " (current)" : "", r.rolled_back_to ? ` ← ${r.rolled_back_to}` : ""),
-            h("td", { "data-label": "Image", class: "image" }, r.spec.image),
-            h("td", { "data-label": "Replicas" }, `${r.spec.replicas}`),
-            h("td", { "data-label": "Outcome" }, r.rollout ? [stateBadge(r.rollout.state), " ", reasonText(r.rollout.reason)] : "—"),
-            h("td", { "data-label": "Applied" }, when(r.applied_on)),
-            h("td", { "data-label": "By" }, r.actor),
+            cell("Revision", [
+              `${r.revision}`,
+              r.revision === latest ? " (current)" : "",
+              r.rolled_back_to ? ` ← ${r.rolled_back_to}` : "",
+            ]),
+            cell("Image", r.spec.image, { class: "image" }),
+            cell("Replicas", `${r.spec.replicas}`),
+            cell("Outcome", r.rollout ? [stateBadge(r.rollout.state), " ", reasonText(r.rollout.reason)] : "—"),
+            cell("Applied", when(r.applied_on)),
+            cell("By", r.actor),
             h(
               "td",
-              {},
+              { role: "cell" },
               gone()
                 ? null
-                : h("button", { type: "button", onclick: () => rollback(r.revision), "aria-label": `Roll back to revision ${r.revision}` }, "Roll back"),
+                : h(
+                    "button",
+                    {
+                      type: "button",
+                      onclick: () => rollback(r.revision),
+                      "data-key": `rollback-${r.revision}`,
+                      "aria-label": `Roll back to revision ${r.revision}`,
+                    },
+                    "Roll back",
+                  ),
             ),
           ),
         ),
-      ),
+      },
     );
   };
 
   const cancel = async (request) => {
     try {
       await call("POST", `/deployments/requests/${request.id}/cancel`);
-      await load();
     } catch (e) {
       showError(e);
     }
+    reload();
   };
 
-  // The dry run's diff first, then the change itself under one key.
+  // The dry run's diff first, then the change itself under one key made
+  // when the dialog opened: a second click or a retry is a replay.
   const previewThenApply = async ({ title, confirmLabel, danger, send, onProblem }) => {
     let preview;
     try {
@@ -824,6 +907,7 @@ function deploymentView(view, stops, identifier) {
       if (onProblem && e.errors.length) return onProblem(e);
       return showError(e);
     }
+    if (!page.alive()) return;
     const requestId = newRequestId();
     dialog({
       title,
@@ -832,7 +916,7 @@ function deploymentView(view, stops, identifier) {
       danger,
       confirm: async () => {
         await send({ dryRun: false, requestId });
-        await load();
+        reload();
       },
     });
   };
@@ -859,8 +943,9 @@ function deploymentView(view, stops, identifier) {
     });
 
   const edit = () => {
-    const spec = newest().spec;
-    const image = h("input", { value: spec.image, required: true, maxlength: 512 });
+    if (editing && editing.isConnected) return editing.querySelector("input").focus();
+    const spec = desired();
+    const image = h("input", { value: spec.image, required: true, maxlength: 255 });
     const replicas = h("input", { type: "number", min: 0, max: 1000, value: spec.replicas, required: true });
     const env = h("textarea", { rows: 4, spellcheck: "false" }, showPairs(spec.env));
     const form = h(
@@ -879,15 +964,18 @@ function deploymentView(view, stops, identifier) {
         h("button", { type: "button", onclick: () => form.remove() }, "Close"),
       ),
     );
+    editing = form;
     // Only what the form changed goes in the PATCH.
     const patch = () => {
       const body = {};
       if (image.value.trim() !== spec.image) body.image = image.value.trim();
-      if (Number(replicas.value) !== spec.replicas) body.replicas = replicas.value === "" ? null : Number(replicas.value);
+      if (replicas.value === "" || Number(replicas.value) !== spec.replicas) {
+        body.replicas = replicas.value === "" ? null : Number(replicas.value);
+      }
       const newEnv = parsePairs(env.value);
       if (JSON.stringify(newEnv) !== JSON.stringify(spec.env || {})) body.env = newEnv;
-      const resources = readResources(form);
-      if (JSON.stringify(resources) !== JSON.stringify(spec.resources || {})) body.resources = resources;
+      const resources = formResources(form);
+      if (JSON.stringify(resources) !== JSON.stringify(specResources(spec))) body.resources = resources;
       return body;
     };
     form.addEventListener("submit", (event) => {
@@ -913,13 +1001,13 @@ function deploymentView(view, stops, identifier) {
   };
 
   put(view, sections.head, sections.rollout, sections.live, sections.requests, sections.history);
-  const refresh = batcher(() => load());
-  stops.push(follow({ identifier, onEvent: () => refresh(identifier), onExpired: () => route() }));
+  const refresh = batcher(page, () => load());
+  follow(page, { identifier, onEvent: () => refresh(identifier), onExpired: () => route() });
   return load();
 }
 
-// The rollout of a request: a progress bar of updated, ready and desired
-// replicas, its state and, when it failed, why in words.
+// The rollout of a request: progress bars of updated, ready and available
+// replicas against desired, its state and, when it failed, why in words.
 function rolloutView(request) {
   if (!request) return h("p", {}, "No rollout yet.");
   const r = request.rollout;
@@ -943,14 +1031,15 @@ function rolloutView(request) {
         h("div", { class: "meter-fill", "data-percent": percent(n) }),
       ),
     );
+  const ended = r.finished_on ? [", ended ", when(r.finished_on)] : "";
   const box = h(
     "div",
     { class: `rollout rollout-${r.state}` },
-    h("p", {}, stateBadge(r.state), ` generation ${r.generation}, started `, when(r.started_on), r.finished_on ? [", ended ", when(r.finished_on)] : ""),
+    h("p", {}, stateBadge(r.state), ` generation ${r.generation}, started `, when(r.started_on), ended),
     bar("Updated", r.updated_replicas, "updated"),
     bar("Ready", r.ready_replicas, "ready"),
     bar("Available", r.available_replicas, "available"),
-    r.reason ? h("p", { class: "banner error", role: "status" }, reasonText(r.reason), h("br"), r.message || "") : null,
+    r.reason ? h("p", { class: "banner error" }, reasonText(r.reason), h("br"), r.message || "") : null,
   );
   // Widths through the CSS object model: the page's policy allows no
   // inline style attributes.
@@ -969,17 +1058,46 @@ function outcome(request) {
 function createView(view) {
   const input = (attributes) => h("input", attributes);
   const area = (rows) => h("textarea", { rows, spellcheck: "false" });
+  const createButton = h("button", { type: "submit", class: "primary" }, "Create");
+  const previewButton = h("button", { type: "button" }, "Preview");
   const form = h(
     "form",
     { class: "card create", novalidate: true, "aria-labelledby": "create-title" },
     h("h1", { id: "create-title" }, "Create a deployment"),
-    h("div", { class: "grid" },
-      field("Name", "name", input({ required: true, pattern: DNS_LABEL, maxlength: 50 }), "required: lowercase letters, digits and -, at most 50"),
-      field("Namespace", "namespace", input({ required: true, pattern: DNS_LABEL, maxlength: 63 }), "required: an existing namespace"),
-      field("Image", "image", input({ required: true, maxlength: 512, placeholder: "nginx:1.27" }), "required: an image reference"),
-      field("Identifier", "identifier", input({ pattern: DNS_LABEL, maxlength: 63 }), "optional: the Deployment's name; default: the name and a random suffix"),
+    h(
+      "div",
+      { class: "grid" },
+      field(
+        "Name",
+        "name",
+        input({ required: true, pattern: DNS_LABEL, maxlength: 50 }),
+        "required: lowercase letters, digits and -, at most 50",
+      ),
+      field(
+        "Namespace",
+        "namespace",
+        input({ required: true, pattern: DNS_LABEL, maxlength: 63 }),
+        "required: an existing namespace",
+      ),
+      field(
+        "Image",
+        "image",
+        input({ required: true, maxlength: 255, placeholder: "nginx:1.27" }),
+        "required: an image reference",
+      ),
+      field(
+        "Identifier",
+        "identifier",
+        input({ pattern: DNS_LABEL, maxlength: 63 }),
+        "optional: the Deployment's name; default: the name and a random suffix",
+      ),
       field("Replicas", "replicas", input({ type: "number", min: 0, max: 1000, value: 1 }), "0 to 1000"),
-      field("Progress deadline (seconds)", "progress_deadline_seconds", input({ type: "number", min: 10, max: 3600, value: 600 }), "10 to 3600"),
+      field(
+        "Progress deadline (seconds)",
+        "progress_deadline_seconds",
+        input({ type: "number", min: 10, max: 3600, value: 600 }),
+        "10 to 3600",
+      ),
       field("Environment", "env", area(3), "KEY=value, one per line"),
       field("Ports", "ports", area(2), "8080, 8080/UDP or 8080/TCP http, one per line"),
       field("Labels", "labels", area(2), "key=value, one per line"),
@@ -990,12 +1108,7 @@ function createView(view) {
     resourceInputs(),
     h("p", { class: "error form-error", role: "alert" }),
     h("div", { class: "preview" }),
-    h(
-      "div",
-      { class: "actions" },
-      h("button", { type: "submit", class: "primary" }, "Create"),
-      h("button", { type: "button", value: "preview" }, "Preview"),
-    ),
+    h("div", { class: "actions" }, createButton, previewButton),
   );
   const value = (name) => form.elements[name].value.trim();
   const body = () => {
@@ -1003,37 +1116,47 @@ function createView(view) {
     if (value("identifier")) spec.identifier = value("identifier");
     if (value("replicas")) spec.replicas = Number(value("replicas"));
     if (value("progress_deadline_seconds")) spec.progress_deadline_seconds = Number(value("progress_deadline_seconds"));
-    for (const name of ["env", "labels", "annotations"]) if (value(name)) spec[name] = parsePairs(form.elements[name].value);
+    for (const name of ["env", "labels", "annotations"]) {
+      if (value(name)) spec[name] = parsePairs(form.elements[name].value);
+    }
     if (value("ports")) spec.ports = parsePorts(form.elements.ports.value);
     for (const name of ["command", "args"]) if (value(name)) spec[name] = lines(form.elements[name].value);
-    const resources = readResources(form);
+    const resources = formResources(form);
     if (Object.keys(resources).length) spec.resources = resources;
     return spec;
   };
-  // One key per form, so that pressing Create twice creates one deployment.
-  let requestId = newRequestId();
+  // One key per body: pressing Create twice (or again after a dropped
+  // connection) creates one deployment; a changed form is a new request.
+  let sent = { json: null, requestId: null };
+  const keyFor = (json) => {
+    if (sent.json !== json) sent = { json, requestId: newRequestId() };
+    return sent.requestId;
+  };
   const send = async (dryRun) => {
     const preview = form.querySelector(".preview");
     put(preview);
+    const spec = body();
+    createButton.disabled = previewButton.disabled = true;
     try {
       const answer = await call("POST", "/deployments/requests/create", {
-        body: body(),
+        body: spec,
         query: { dry_run: dryRun || undefined },
-        requestId: dryRun ? undefined : requestId,
+        requestId: dryRun ? undefined : keyFor(JSON.stringify(spec)),
       });
       showFieldErrors(form, { errors: [], message: "" });
       if (dryRun) put(preview, h("h2", {}, "What would be created"), diffTable(answer));
       else location.hash = `#/d/${answer.identifier}`;
     } catch (e) {
-      if (e.status === 422 || e.errors.length) requestId = newRequestId();
-      showFieldErrors(form, e);
+      if (e.status !== 401) showFieldErrors(form, e);
+    } finally {
+      createButton.disabled = previewButton.disabled = false;
     }
   };
   form.addEventListener("submit", (event) => {
     event.preventDefault();
     send(false);
   });
-  form.querySelector('button[value="preview"]').addEventListener("click", () => send(true));
+  previewButton.addEventListener("click", () => send(true));
   put(view, form);
   form.elements.name.focus();
 }
@@ -1057,50 +1180,83 @@ const eventFilters = { type: "", identifier: "" };
 function eventSummary(event) {
   const data = event.data || {};
   if (event.type === "deployment.changed") {
-    return (event.changes || []).map((c) => `${c.field}: ${JSON.stringify(c.before)} → ${JSON.stringify(c.after)}`).join(", ");
+    return (event.changes || []).map((c) => `${c.field}: ${show(c.before)} → ${show(c.after)}`).join(", ");
   }
   if (event.type === "deployment.deleted") return `deleted from ${data.namespace}`;
   const parts = [`${data.request_type} ${data.status === "CREATED" ? "WAITING" : data.status}`];
-  if (data.rollout) parts.push(`rollout ${data.rollout.state} ${data.rollout.ready_replicas}/${data.rollout.desired_replicas} ready`);
-  if (data.rollout && data.rollout.reason) parts.push(reasonText(data.rollout.reason));
+  if (data.rollout) {
+    parts.push(`rollout ${data.rollout.state} ${data.rollout.ready_replicas}/${data.rollout.desired_replicas} ready`);
+    if (data.rollout.reason) parts.push(reasonText(data.rollout.reason));
+  }
   if (data.failure_reason) parts.push(data.failure_reason);
   return parts.join(" · ");
 }
 
-function eventsView(view, stops) {
-  const tbody = h("tbody");
+function eventsView(view, page) {
+  const body = h("tbody", { role: "rowgroup" });
   const older = h("button", { type: "button" }, "Older events");
   let cursor = null;
-  const row = (e) =>
-    h(
-      "tr",
+  const eventRow = (e) =>
+    row(
       { "data-event": e.id, "data-type": e.type },
-      h("td", { "data-label": "When" }, when(e.occurred_on)),
-      h("td", { "data-label": "Type" }, h("code", {}, e.type)),
-      h("td", { "data-label": "Deployment" }, h("a", { href: `#/d/${e.identifier}` }, e.identifier)),
-      h("td", { "data-label": "By" }, e.actor),
-      h("td", { "data-label": "What" }, eventSummary(e)),
+      cell("When", when(e.occurred_on)),
+      cell("Type", h("code", {}, e.type)),
+      cell("Deployment", h("a", { href: `#/d/${e.identifier}` }, e.identifier)),
+      cell("By", e.actor),
+      cell("What", eventSummary(e)),
     );
-  const query = () => ({ type: eventFilters.type || undefined, identifier: eventFilters.identifier || undefined });
+  const filters = () => ({ type: eventFilters.type || undefined, identifier: eventFilters.identifier || undefined });
   const loadOlder = async () => {
-    const page = await call("GET", "/events", { query: { ...query(), order: "newest_first", before: cursor, limit: PAGE_SIZE } });
-    tbody.append(...page.items.map(row));
-    cursor = page.next_cursor;
-    older.disabled = !cursor;
-    return page.items;
+    older.disabled = true;
+    try {
+      const answer = await call("GET", "/events", {
+        query: { ...filters(), order: "newest_first", before: cursor, limit: PAGE_SIZE },
+      });
+      if (!page.alive()) return [];
+      body.append(...answer.items.map(eventRow));
+      cursor = answer.next_cursor;
+      return answer.items;
+    } finally {
+      older.disabled = !cursor;
+    }
   };
   older.addEventListener("click", () => loadOlder().catch(showError));
 
-  const type = h("select", {}, h("option", { value: "" }, "all"), EVENT_TYPES.map((t) => h("option", { value: t, selected: t === eventFilters.type }, t)));
+  const type = h(
+    "select",
+    {},
+    h("option", { value: "" }, "all"),
+    EVENT_TYPES.map((t) => h("option", { value: t, selected: t === eventFilters.type }, t)),
+  );
+  // A filter starts the page anew, with the focus back on that filter.
+  const refilter = (input) => {
+    route();
+    document.getElementById(input.id).focus();
+  };
   type.addEventListener("change", () => {
     eventFilters.type = type.value;
-    route();
+    refilter(type);
   });
   const identifier = h("input", { value: eventFilters.identifier, pattern: DNS_LABEL, maxlength: 63, placeholder: "all" });
   identifier.addEventListener("change", () => {
     eventFilters.identifier = identifier.value.trim();
-    route();
+    refilter(identifier);
   });
+  const log = h("table", { class: "events", role: "table" });
+  put(
+    log,
+    h("caption", {}, "Newest first; new events appear at the top as they happen."),
+    h(
+      "thead",
+      { role: "rowgroup" },
+      h(
+        "tr",
+        { role: "row" },
+        ["When", "Type", "Deployment", "By", "What"].map((c) => h("th", { scope: "col", role: "columnheader" }, c)),
+      ),
+    ),
+    body,
+  );
   put(
     view,
     h("h1", {}, "Events"),
@@ -1110,26 +1266,19 @@ function eventsView(view, stops) {
       field("Type", "type", type, "only events of this type"),
       field("Deployment", "identifier", identifier, "only this deployment's events"),
     ),
-    h(
-      "table",
-      { class: "events" },
-      h("caption", {}, "Newest first; new events appear at the top as they happen."),
-      h("thead", {}, h("tr", {}, ["When", "Type", "Deployment", "By", "What"].map((c) => h("th", { scope: "col" }, c)))),
-      tbody,
-    ),
+    log,
     h("nav", { class: "pager", "aria-label": "Older events" }, older),
   );
   return loadOlder().then((items) => {
+    if (!page.alive()) return;
     // Live from the newest event shown, so that none falls in between.
-    stops.push(
-      follow({
-        identifier: eventFilters.identifier || undefined,
-        types: eventFilters.type ? [eventFilters.type] : undefined,
-        after: items.length ? items[0].id : undefined,
-        onEvent: (e) => tbody.prepend(row(e)),
-        onExpired: () => route(),
-      }),
-    );
+    follow(page, {
+      identifier: eventFilters.identifier || undefined,
+      types: eventFilters.type ? [eventFilters.type] : undefined,
+      after: items.length ? items[0].id : undefined,
+      onEvent: (e) => body.prepend(eventRow(e)),
+      onExpired: () => route(),
+    });
   });
 }
 
@@ -1142,49 +1291,80 @@ const ROUTES = [
   [/^#\/events$/, "events", eventsView],
 ];
 
-let stops = [];
+// The page shown now: what it started (streams, timers) stops when it is
+// left, and its late answers are dropped once it is no longer `alive`.
+let current = null;
+
+function newPage() {
+  const stops = [];
+  const page = {
+    alive: () => current === page,
+    onLeave: (stop) => stops.push(stop),
+    leave: () => stops.forEach((stop) => stop()),
+  };
+  return page;
+}
+
+function notFound(view, message) {
+  put(
+    view,
+    h("h1", {}, "Not found"),
+    message ? h("p", {}, message) : null,
+    h("p", {}, h("a", { href: "#/" }, "Back to the deployments")),
+  );
+}
 
 function route() {
-  stops.forEach((stop) => stop());
-  stops = [];
+  if (current) current.leave();
+  const page = newPage();
+  current = page;
   document.querySelectorAll("dialog").forEach((d) => d.remove());
   const view = main();
   const who = document.getElementById("who");
+  const nav = document.querySelector("nav");
   if (!credential()) {
     put(who);
-    document.querySelector("nav").hidden = true;
+    nav.hidden = true;
     return signInView(view);
   }
-  document.querySelector("nav").hidden = false;
+  nav.hidden = false;
   put(
     who,
     h("span", {}, `Signed in as ${displayName()}`),
     " ",
     h("button", { type: "button", class: "link", onclick: () => signOut() }, "Sign out"),
   );
-  const found = ROUTES.map(([pattern, page, render]) => [location.hash.match(pattern), page, render]).find(([m]) => m);
-  if (!found) {
-    put(view, h("h1", {}, "Not found"), h("p", {}, h("a", { href: "#/" }, "Back to the deployments")));
-    return;
-  }
-  const [match, page, render] = found;
-  document.querySelectorAll("nav a").forEach((a) => {
-    if (a.dataset.page === page) a.setAttribute("aria-current", "page");
+  const found = ROUTES.map(([pattern, name, render]) => [location.hash.match(pattern), name, render]).find(
+    ([match]) => match,
+  );
+  nav.querySelectorAll("a").forEach((a) => {
+    if (found && a.dataset.page === found[1]) a.setAttribute("aria-current", "page");
     else a.removeAttribute("aria-current");
   });
-  const mine = stops;
-  Promise.resolve(render(view, mine, ...match.slice(1))).catch((e) => {
-    if (e.status === 404) put(view, h("h1", {}, "Not found"), h("p", {}, e.message), h("p", {}, h("a", { href: "#/" }, "Back to the deployments")));
-    else if (e.status !== 401) showError(e);
+  if (!found) return notFound(view);
+  const [match, , render] = found;
+  // The new page's content is where keyboard and screen reader users land.
+  view.focus({ preventScroll: true });
+  Promise.resolve(render(view, page, ...match.slice(1))).catch((e) => {
+    if (!page.alive() || e.status === 401) return;
+    if (e.status === 404) notFound(view, e.message);
+    else showError(e);
   });
 }
 
 async function start() {
+  // The skip link moves the focus, not the route.
+  document.querySelector(".skip").addEventListener("click", (event) => {
+    event.preventDefault();
+    main().focus();
+  });
   try {
-    const config = await (await fetch("config.json")).json();
-    authMode = config.auth;
-  } catch {
-    authMode = "header";
+    const response = await fetch("config.json");
+    if (!response.ok) throw new Error(`config.json answered ${response.status}`);
+    authMode = (await response.json()).auth;
+  } catch (e) {
+    put(main(), h("p", { class: "banner error", role: "alert" }, `The dashboard cannot start: ${e.message}. Reload to try again.`));
+    return;
   }
   window.addEventListener("hashchange", route);
   route();

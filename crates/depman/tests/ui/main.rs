@@ -188,6 +188,25 @@ async fn a_crash_loop_shows_degraded_with_its_reason_on_every_page() {
         .await;
     assert!(rollout.contains("CrashLoopBackOff"), "{rollout}");
     browser.screenshot("deployment-degraded").await;
+    // The reason stays readable on a phone: nothing runs off the side.
+    browser
+        .client
+        .set_window_size(390, 844)
+        .await
+        .expect("resize");
+    let overflow = browser
+        .script("return document.documentElement.scrollWidth - window.innerWidth")
+        .await;
+    assert!(
+        overflow.as_i64().is_some_and(|o| o <= 0),
+        "overflow {overflow}"
+    );
+    browser.screenshot("deployment-degraded-phone").await;
+    browser
+        .client
+        .set_window_size(1280, 900)
+        .await
+        .expect("resize");
 
     browser.go("#/").await;
     let listed = browser.wait_text(&row("web"), |_| true).await;
