@@ -133,7 +133,7 @@ impl EventFeed {
         pool: PgPool,
         filter: Filter,
         after: Option<Position>,
-    ) -> impl Stream<Item = Arc<EventRow>> + Send + 'static {
+    ) -> (Position, impl Stream<Item = Arc<EventRow>> + Send + 'static) {
         // Subscribed before the position is read: what is broadcast after
         // the read reaches the receiver, what was before is behind `last`.
         let receiver = self.sender.subscribe();
@@ -149,11 +149,12 @@ impl EventFeed {
             metrics: self.metrics.clone(),
             _subscribed: self.metrics.subscribed(),
         };
-        futures::stream::unfold(following, |mut following| async move {
+        let events = futures::stream::unfold(following, |mut following| async move {
             let event = following.next().await?;
             Some((event, following))
         })
-        .take_until(self.stopped.clone().cancelled_owned())
+        .take_until(self.stopped.clone().cancelled_owned());
+        (last, events)
     }
 }
 

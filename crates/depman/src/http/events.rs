@@ -230,10 +230,17 @@ pub async fn list(
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
 
 fn stream(state: &AppState, filter: Filter, after: Option<Position>) -> impl IntoResponse {
-    let events = state
-        .feed
-        .subscribe(state.pool.clone(), filter, after)
-        .map(|row| Ok::<_, Infallible>(frame(&row)));
+    let (start, events) = state.feed.subscribe(state.pool.clone(), filter, after);
+    // A stream from now first names where now is: a frame with an id and
+    // no data, which sets a client's last event id without being an event.
+    // A client that reconnects before any event came then resumes from
+    // there, and misses nothing that happened while it was away.
+    let position = after
+        .is_none()
+        .then(|| sse::Event::default().id(start.encode()));
+    let events = futures::stream::iter(position)
+        .chain(events.map(|row| frame(&row)))
+        .map(Ok::<_, Infallible>);
     Sse::new(events).keep_alive(KeepAlive::new().interval(KEEP_ALIVE).text("keep-alive"))
 }
 

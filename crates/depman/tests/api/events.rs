@@ -216,6 +216,41 @@ async fn a_user_sees_only_their_own_events_and_filters_narrow_them() {
 }
 
 #[tokio::test]
+async fn a_stream_from_now_names_its_position_first_so_a_quick_reconnect_misses_nothing() {
+    let app = TestApp::spawn().await;
+    created(&app, "alice", "before").await;
+    events_eventually(&app, "alice", "", 1).await;
+    let mut response = app
+        .request(reqwest::Method::GET, "/api/v1/events", "alice")
+        .header("Accept", "text/event-stream")
+        .send()
+        .await
+        .unwrap();
+    let mut first = String::new();
+    while !first.contains("\n\n") {
+        let chunk = response.chunk().await.unwrap().expect("a first frame");
+        first.push_str(std::str::from_utf8(&chunk).unwrap());
+    }
+    let frame = first.split("\n\n").next().unwrap();
+    assert!(
+        frame.starts_with("id: ") && !frame.contains("data:"),
+        "{frame:?}"
+    );
+    let position = frame.trim_start_matches("id: ").to_owned();
+    // The client drops before any event came; one happens while it is away.
+    drop(response);
+    created(&app, "alice", "while-away").await;
+    let mut resumed = EventStream::open(&app, "alice", "", Some(&position)).await;
+    let event = resumed
+        .next(Duration::from_secs(5))
+        .await
+        .expect("the event");
+    assert_eq!(event.data["data"]["name"], "while-away");
+    assert!(resumed.next(Duration::from_millis(300)).await.is_none());
+    app.finish().await;
+}
+
+#[tokio::test]
 async fn a_page_newest_first_looks_back_from_the_newest_event_and_a_stream_goes_on_from_it() {
     let app = TestApp::spawn().await;
     for name in ["one", "two", "three"] {

@@ -472,3 +472,71 @@ async fn with_bearer_tokens_the_dashboard_signs_in_with_a_token() {
     browser.close().await;
     app.finish().await;
 }
+
+#[tokio::test]
+async fn the_list_pages_through_many_deployments_and_resumes_after_the_stream_drops() {
+    // No worker: the deployments stay INITIATED, which is all a list needs.
+    let mut app = TestApp::spawn().await;
+    for index in 0..120 {
+        let name = format!("svc-{index:03}");
+        let (status, _) =
+            status_and_json(app.create("alice", &deployment(&name, "default")).await).await;
+        assert_eq!(status, 202);
+    }
+    let browser = Browser::open(app.addr, "paging").await;
+    browser.sign_in("alice", "#/").await;
+    browser
+        .wait_text(".summary", |t| t == "Page 1: 50 deployments")
+        .await;
+    let first = listed(&browser).await;
+    assert_eq!(first.first().map(String::as_str), Some("svc-119"));
+    assert_eq!(first.last().map(String::as_str), Some("svc-070"));
+    browser.click(".pager button:last-child").await;
+    browser
+        .wait_text(".summary", |t| t == "Page 2: 50 deployments")
+        .await;
+    browser.click(".pager button:last-child").await;
+    browser
+        .wait_text(".summary", |t| t == "Page 3: 20 deployments")
+        .await;
+    assert_eq!(
+        listed(&browser).await.last().map(String::as_str),
+        Some("svc-000")
+    );
+    let older = browser.find(".pager button:last-child").await;
+    assert!(
+        !older.is_enabled().await.expect("enabled?"),
+        "no page after the last"
+    );
+    browser.click(".pager button:first-child").await;
+    browser.click(".pager button:first-child").await;
+    browser
+        .wait_text(".summary", |t| t == "Page 1: 50 deployments")
+        .await;
+    assert_eq!(listed(&browser).await, first);
+
+    // The api restarts: the page's stream ends, it reconnects after the last
+    // event it saw, and what happened in between appears without a reload.
+    browser.script("window.notReloaded = true").await;
+    browser.wait_text("#live", |t| t == "Live").await;
+    app.restart_api().await;
+    let (status, _) = status_and_json(
+        app.create("alice", &deployment("after-restart", "default"))
+            .await,
+    )
+    .await;
+    assert_eq!(status, 202);
+    browser
+        .wait_text("table.deployments tbody tr:first-child", |t| {
+            t.contains("after-restart")
+        })
+        .await;
+    assert_eq!(
+        browser.script("return window.notReloaded").await,
+        json!(true)
+    );
+    browser.wait_text("#live", |t| t == "Live").await;
+    assert_eq!(browser.console_errors().await, Vec::<String>::new());
+    browser.close().await;
+    app.finish().await;
+}

@@ -57,7 +57,7 @@ pub fn command(client: &Client, out: Output, args: &WatchArgs) -> Result<(), Ctl
 }
 
 /// Prints each event of the stream until it ends or breaks, keeping the
-/// id of the last one printed.
+/// id of the last frame read.
 fn follow(
     response: reqwest::blocking::Response,
     out: Output,
@@ -70,10 +70,12 @@ fn follow(
         if line.is_empty() {
             if !data.is_empty() {
                 print_event(out, &data)?;
-                if id.is_some() {
-                    *last = id.take();
-                }
                 data.clear();
+            }
+            // A frame with an id and no data (the stream's start) moves
+            // the position as an event does.
+            if id.is_some() {
+                *last = id.take();
             }
             continue;
         }
