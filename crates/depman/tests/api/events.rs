@@ -241,11 +241,20 @@ async fn a_stream_from_now_names_its_position_first_so_a_quick_reconnect_misses_
     drop(response);
     created(&app, "alice", "while-away").await;
     let mut resumed = EventStream::open(&app, "alice", "", Some(&position)).await;
-    let event = resumed
-        .next(Duration::from_secs(5))
-        .await
-        .expect("the event");
-    assert_eq!(event.data["data"]["name"], "while-away");
+    // "Now" is where the api's reader of the log is: under load it may not
+    // have passed the event before yet, and then that one comes too.
+    let mut names = Vec::new();
+    while names.last().map(String::as_str) != Some("while-away") {
+        let event = resumed
+            .next(Duration::from_secs(5))
+            .await
+            .expect("the event");
+        names.push(event.data["data"]["name"].as_str().unwrap().to_owned());
+    }
+    assert!(
+        names == ["while-away"] || names == ["before", "while-away"],
+        "{names:?}"
+    );
     assert!(resumed.next(Duration::from_millis(300)).await.is_none());
     app.finish().await;
 }
