@@ -120,8 +120,17 @@ impl Browser {
             .unwrap_or_else(|error| panic!("no `{css}` on the page: {error}"))
     }
 
+    /// Clicks `css`; found again if a live update redrew it between the
+    /// finding and the click, as a user would.
     pub async fn click(&self, css: &str) {
-        self.find(css).await.click().await.expect("click");
+        for _ in 0..5 {
+            match self.find(css).await.click().await {
+                Ok(()) => return,
+                Err(error) if is_stale(&error) => continue,
+                Err(error) => panic!("click `{css}`: {error}"),
+            }
+        }
+        panic!("`{css}` was redrawn under every click");
     }
 
     /// Types `text` into the form field named `name`, replacing what it had.
@@ -222,6 +231,14 @@ impl Drop for Browser {
         let _ = self.driver.wait();
         let _ = std::fs::remove_dir_all(&self.profile);
     }
+}
+
+fn is_stale(error: &fantoccini::error::CmdError) -> bool {
+    matches!(
+        error,
+        fantoccini::error::CmdError::Standard(e)
+            if e.error == fantoccini::error::ErrorStatus::StaleElementReference
+    )
 }
 
 fn answered_4xx(entry: &Value) -> bool {
