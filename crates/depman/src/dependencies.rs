@@ -25,17 +25,19 @@ impl Dependencies {
         install_crypto_provider();
         let pool = db::pool(&settings.database)?;
         db::migrate(&pool, Duration::from_secs(60)).await?;
+        let servers: Vec<&str> = settings.nats.nats_url.split(',').map(str::trim).collect();
         let nats = async_nats::ConnectOptions::new()
             .name("depman")
             .retry_on_initial_connect()
-            .connect(&settings.nats.nats_url)
+            .connect(servers.as_slice())
             .await?;
         let js = jetstream::new(nats.clone());
         Ok(Self {
             pool,
             nats,
             js,
-            names: Names::new(&settings.nats.prefix),
+            names: Names::new(&settings.nats.prefix)
+                .with_replicas(settings.nats.stream_replicas.into()),
             metrics: Metrics::default(),
         })
     }

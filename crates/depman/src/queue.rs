@@ -34,21 +34,35 @@ const MAX_DELIVER: i64 = 1000;
 /// seen: covers a relay that dies between publishing and deleting its rows.
 const DUPLICATE_WINDOW: Duration = Duration::from_secs(600);
 
-/// The names of one installation's streams, subjects and consumers.
+/// One installation's JetStream layout: the names of its streams, subjects
+/// and consumers, all from the prefix, and how many servers keep a copy of
+/// each stream.
 #[derive(Debug, Clone)]
 pub struct Names {
     prefix: String,
+    replicas: usize,
 }
 
 impl Names {
+    /// The layout of `prefix`, its streams on one server.
     pub fn new(prefix: &str) -> Self {
         Self {
             prefix: prefix.to_owned(),
+            replicas: 1,
         }
+    }
+
+    /// The same, each stream kept by `replicas` servers of a cluster.
+    pub fn with_replicas(self, replicas: usize) -> Self {
+        Self { replicas, ..self }
     }
 
     pub fn prefix(&self) -> &str {
         &self.prefix
+    }
+
+    pub fn replicas(&self) -> usize {
+        self.replicas
     }
 
     pub fn requests_stream(&self) -> String {
@@ -153,34 +167,74 @@ pub struct DeadLetter {
 
 /// Creates the streams, or brings their settings up to date.
 pub async fn ensure_streams(js: &jetstream::Context, names: &Names) -> anyhow::Result<()> {
-    js.create_or_update_stream(stream::Config {
-        name: names.requests_stream(),
-        subjects: vec![names.request_subject("*")],
+    let work_queue = |name: String, subject: String, duplicate_window: Duration| stream::Config {
+        name,
+        subjects: vec![subject],
         // A message is gone once a worker acknowledged it.
         retention: RetentionPolicy::WorkQueue,
         storage: StorageType::File,
-        duplicate_window: DUPLICATE_WINDOW,
+        duplicate_window,
+        num_replicas: names.replicas(),
         ..Default::default()
-    })
+    };
+    ensure_stream(
+        js,
+        work_queue(
+            names.requests_stream(),
+            names.request_subject("*"),
+            DUPLICATE_WINDOW,
+        ),
+    )
     .await?;
-    js.create_or_update_stream(stream::Config {
-        name: names.sync_stream(),
-        subjects: vec![names.sync_subject("*", "*")],
-        retention: RetentionPolicy::WorkQueue,
-        storage: StorageType::File,
-        // Collapses the same change seen twice (uid and resource version).
-        duplicate_window: Duration::from_secs(120),
-        ..Default::default()
-    })
+    // The sync stream's window collapses the same change seen twice (uid
+    // and resource version).
+    ensure_stream(
+        js,
+        work_queue(
+            names.sync_stream(),
+            names.sync_subject("*", "*"),
+            Duration::from_secs(120),
+        ),
+    )
     .await?;
-    js.create_or_update_stream(stream::Config {
-        name: names.dead_letter_stream(),
-        subjects: vec![names.dead_letter_subject("*")],
-        retention: RetentionPolicy::Limits,
-        storage: StorageType::File,
-        ..Default::default()
-    })
-    .await?;
+    ensure_stream(
+        js,
+        stream::Config {
+            name: names.dead_letter_stream(),
+            subjects: vec![names.dead_letter_subject("*")],
+            retention: RetentionPolicy::Limits,
+            storage: StorageType::File,
+            num_replicas: names.replicas(),
+            ..Default::default()
+        },
+    )
+    .await
+}
+
+/// Creates the stream, or updates it to `config`. A stream that exists
+/// with another replica count, which the server will not change (more
+/// replicas than it has servers, say), stays as it is, with an error in the
+/// log each time: it still works, with the copies it has.
+async fn ensure_stream(js: &jetstream::Context, config: stream::Config) -> anyhow::Result<()> {
+    let (name, wanted) = (config.name.clone(), config.num_replicas);
+    let refused = match js.create_or_update_stream(config).await {
+        Ok(_) => return Ok(()),
+        Err(refused) => refused,
+    };
+    let Ok(mut existing) = js.get_stream(&name).await else {
+        return Err(refused.into());
+    };
+    let replicas = existing.info().await?.config.num_replicas;
+    if replicas == wanted {
+        return Err(refused.into());
+    }
+    tracing::error!(
+        stream = %name,
+        replicas,
+        wanted,
+        error = %refused,
+        "the stream keeps its replica count: the NATS server refused DEPMAN_STREAM_REPLICAS"
+    );
     Ok(())
 }
 

@@ -148,9 +148,17 @@ pub struct DatabaseSettings {
 
 #[derive(Debug, Clone, Args)]
 pub struct NatsSettings {
-    /// NATS server URL.
+    /// NATS server URL, or the URLs of a cluster's servers separated by
+    /// commas.
     #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222")]
     pub nats_url: String,
+
+    /// How many servers of the NATS cluster keep each stream depman creates
+    /// (1 to 5; 3 survives the loss of one server). An existing stream is
+    /// updated to it.
+    #[arg(long, env = "DEPMAN_STREAM_REPLICAS", default_value_t = 1,
+          value_parser = clap::value_parser!(u8).range(1..=5))]
+    pub stream_replicas: u8,
 
     /// Prefix of every JetStream stream, consumer and subject name (letters,
     /// digits, '-' and '_').

@@ -266,22 +266,41 @@ impl TestApp {
     pub async fn spawn_with_nats(nats_url: &str) -> Self {
         let database = create_database("api_test").await;
         let url = url_with_database(&environment("DATABASE_URL"), &database);
-        Self::start(&url, &database, nats_url, test_api_settings()).await
+        Self::start(&url, &database, (nats_url, 1), test_api_settings()).await
+    }
+
+    /// Starts an API on a new database, on the NATS cluster whose servers
+    /// are `nats_urls` (comma-separated), its streams kept by `replicas`.
+    pub async fn spawn_on_nats_cluster(nats_urls: &str, replicas: u8) -> Self {
+        let database = create_database("api_test").await;
+        let url = url_with_database(&environment("DATABASE_URL"), &database);
+        Self::start(&url, &database, (nats_urls, replicas), test_api_settings()).await
     }
 
     /// Starts an API on the database at `url` (which may lead through a proxy).
     pub async fn spawn_on(url: &str, database: &str) -> Self {
-        Self::start(url, database, &environment("NATS_URL"), test_api_settings()).await
+        Self::start(
+            url,
+            database,
+            (&environment("NATS_URL"), 1),
+            test_api_settings(),
+        )
+        .await
     }
 
     /// Starts an API on a new database with `settings` (its address aside).
     pub async fn spawn_with_api(settings: ApiSettings) -> Self {
         let database = create_database("api_test").await;
         let url = url_with_database(&environment("DATABASE_URL"), &database);
-        Self::start(&url, &database, &environment("NATS_URL"), settings).await
+        Self::start(&url, &database, (&environment("NATS_URL"), 1), settings).await
     }
 
-    async fn start(url: &str, database: &str, nats_url: &str, mut settings: ApiSettings) -> Self {
+    async fn start(
+        url: &str,
+        database: &str,
+        (nats_url, replicas): (&str, u8),
+        mut settings: ApiSettings,
+    ) -> Self {
         let common = CommonSettings {
             database: DatabaseSettings {
                 database_url: Secret::from(url.to_owned()),
@@ -290,6 +309,7 @@ impl TestApp {
             nats: NatsSettings {
                 nats_url: nats_url.to_owned(),
                 prefix: unique("test"),
+                stream_replicas: replicas,
             },
         };
         settings.http_addr = "127.0.0.1:0".parse().expect("an address");

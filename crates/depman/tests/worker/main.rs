@@ -14,6 +14,7 @@ mod lifecycle;
 mod limits;
 mod lost;
 mod nats;
+mod nats_cluster;
 mod ordering;
 mod outage;
 mod revisions;
