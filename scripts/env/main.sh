@@ -7,7 +7,7 @@ set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=/dev/null
-for part in lib tools postgres nats kube dex chromium; do source "$here/$part.sh"; done
+for part in lib tools postgres nats kube dex chromium cnpg; do source "$here/$part.sh"; done
 
 write_env_file() {
   mkdir -p "$DEVENV_DIR"
@@ -38,6 +38,7 @@ up() {
   postgres_up
   nats_up
   kube_up
+  cnpg_up
   dex_up
   chromium_up
   write_env_file

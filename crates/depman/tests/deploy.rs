@@ -114,7 +114,6 @@ fn every_overlay_is_accepted_by_the_api_server() {
             named(&objects, "PodDisruptionBudget", &format!("depman-{role}"));
         }
         named(&objects, "Service", "depman-api");
-        named(&objects, "StatefulSet", "postgres");
         named(&objects, "StatefulSet", "nats");
         for object in &objects {
             let namespaced = object["metadata"]["namespace"].as_str();
@@ -125,6 +124,75 @@ fn every_overlay_is_accepted_by_the_api_server() {
             );
         }
     }
+}
+
+/// A value of the depman ConfigMap of `objects`.
+fn config_value<'a>(objects: &'a [Value], key: &str) -> &'a str {
+    objects
+        .iter()
+        .find(|o| {
+            o["kind"] == "ConfigMap"
+                && o["metadata"]["name"]
+                    .as_str()
+                    .is_some_and(|name| name.starts_with("depman-config"))
+        })
+        .and_then(|config| config["data"][key].as_str())
+        .unwrap_or_else(|| panic!("no {key} in the depman ConfigMap"))
+}
+
+#[test]
+fn dev_runs_one_of_each_and_prod_runs_three_servers_of_nats_and_postgresql() {
+    let dev = server_dry_run("dev");
+    named(&dev, "StatefulSet", "postgres");
+    assert_eq!(named(&dev, "StatefulSet", "nats")["spec"]["replicas"], 1);
+    assert_eq!(config_value(&dev, "DEPMAN_STREAM_REPLICAS"), "1");
+
+    // The CloudNativePG CRD is in the local API server (make env), so the
+    // Cluster passes the same validation as the rest.
+    let prod = server_dry_run("prod");
+    let postgres = named(&prod, "Cluster", "postgres");
+    assert_eq!(postgres["apiVersion"], "postgresql.cnpg.io/v1");
+    assert_eq!(postgres["spec"]["instances"], 3);
+    assert_eq!(
+        postgres["spec"]["affinity"]["podAntiAffinityType"],
+        "required"
+    );
+    assert!(
+        !prod
+            .iter()
+            .any(|o| o["kind"] == "StatefulSet" && o["metadata"]["name"] == "postgres"),
+        "prod has no single PostgreSQL"
+    );
+    let nats = named(&prod, "StatefulSet", "nats");
+    assert_eq!(nats["spec"]["replicas"], 3);
+    let anti = &nats["spec"]["template"]["spec"]["affinity"]["podAntiAffinity"];
+    assert_eq!(
+        anti["requiredDuringSchedulingIgnoredDuringExecution"][0]["topologyKey"],
+        "kubernetes.io/hostname"
+    );
+    assert_eq!(
+        named(&prod, "PodDisruptionBudget", "nats")["spec"]["maxUnavailable"],
+        1
+    );
+    let service = named(&prod, "Service", "nats");
+    assert_eq!(service["spec"]["clusterIP"], "None");
+    assert_eq!(service["spec"]["publishNotReadyAddresses"], true);
+    let conf = prod
+        .iter()
+        .find(|o| {
+            o["kind"] == "ConfigMap"
+                && o["metadata"]["name"]
+                    .as_str()
+                    .is_some_and(|name| name.starts_with("nats-config"))
+        })
+        .and_then(|config| config["data"]["nats.conf"].as_str())
+        .expect("the NATS configuration");
+    for pod in ["nats-0", "nats-1", "nats-2"] {
+        assert!(conf.contains(&format!("nats://{pod}.nats:6222")), "{conf}");
+    }
+    assert_eq!(config_value(&prod, "DEPMAN_STREAM_REPLICAS"), "3");
+    let urls = config_value(&prod, "NATS_URL");
+    assert_eq!(urls.split(',').count(), 3, "{urls}");
 }
 
 #[test]
