@@ -52,6 +52,7 @@ EXCUSED_ERRORS = (
     ("resources.requests.", "must not exceed resources.limits."),
     ("cursor", "is not a cursor this API returned"),
     ("after", "is not an event id this API returned"),
+    ("before", "is not an event id this API returned"),
     ("Last-Event-ID", "is not an event id this API returned"),
     ("url", "must be an absolute http or https URL"),
     ("url", "cannot be resolved"),

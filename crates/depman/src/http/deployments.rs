@@ -94,12 +94,18 @@ impl From<DeploymentRow> for Deployment {
     }
 }
 
-/// The text a search looks for: identifiers are lowercase.
-fn search_text(search: String) -> Result<String, ApiError> {
-    match search.chars().count() {
-        1..=63 => Ok(search.to_lowercase()),
-        _ => Err(ApiError::invalid("search", "must be 1 to 63 characters")),
+/// What a search looks for: identifiers are lowercase. `None` for a text
+/// no identifier can contain (a character outside `a-z`, `0-9` and `-`,
+/// NUL among them, which PostgreSQL could not even hold).
+fn search_text(search: &str) -> Result<Option<String>, ApiError> {
+    if !(1..=63).contains(&search.chars().count()) {
+        return Err(ApiError::invalid("search", "must be 1 to 63 characters"));
     }
+    let search = search.to_lowercase();
+    let possible = search
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    Ok(possible.then_some(search))
 }
 
 /// One deployment of the caller's, with the live fields the sync last saw.
@@ -163,10 +169,17 @@ pub async fn list(
     QueryParams(query): QueryParams<ListDeployments>,
 ) -> Result<Json<Page<Deployment>>, ApiError> {
     let (limit, cursor) = paging(query.limit, query.cursor.as_deref())?;
+    let search = query.search.as_deref().map(search_text).transpose()?;
+    if search == Some(None) {
+        return Ok(Json(Page {
+            items: Vec::new(),
+            next_cursor: None,
+        }));
+    }
     let filter = Filter {
         namespace: query.namespace.map(DnsLabel::into_inner),
         status: query.status,
-        search: query.search.map(search_text).transpose()?,
+        search: search.flatten(),
     };
     let page = deployments::list(&state.pool, caller.id, &filter, cursor.as_ref(), limit).await?;
     Ok(Json(page.map(Deployment::from)))

@@ -266,6 +266,10 @@ async fn a_search_finds_deployments_by_part_of_their_identifier() {
     assert_eq!(found("?search=shop&limit=1").await, ["shop-api"]);
     let (_, bobs) = status_and_json(app.get("bob", "/api/v1/deployments?search=shop").await).await;
     assert_eq!(bobs["items"], json!([]));
+    // A text no identifier can hold matches nothing (and reaches no query).
+    for query in ["?search=web%00", "?search=%1Bweb", "?search=shop_web"] {
+        assert_eq!(found(query).await, Vec::<String>::new(), "{query}");
+    }
     for query in ["?search=", &format!("?search={}", "a".repeat(64))] {
         let response = app
             .get("alice", &format!("/api/v1/deployments{query}"))
