@@ -25,7 +25,10 @@ impl Dependencies {
         install_crypto_provider();
         let pool = db::pool(&settings.database)?;
         db::migrate(&pool, Duration::from_secs(60)).await?;
-        let servers: Vec<&str> = settings.nats.nats_url.split(',').map(str::trim).collect();
+        let servers: Vec<&str> = (settings.nats.nats_url.split(','))
+            .map(str::trim)
+            .filter(|server| !server.is_empty())
+            .collect();
         let nats = async_nats::ConnectOptions::new()
             .name("depman")
             .retry_on_initial_connect()

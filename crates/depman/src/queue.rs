@@ -213,21 +213,33 @@ pub async fn ensure_streams(js: &jetstream::Context, names: &Names) -> anyhow::R
 
 /// Creates the stream, or updates it to `config`. A stream that exists
 /// with another replica count, which the server will not change (more
-/// replicas than it has servers, say), stays as it is, with an error in the
-/// log each time: it still works, with the copies it has.
+/// replicas than it has servers, say), keeps its count and takes the rest
+/// of `config`, with an error in the log each time: it still works, with
+/// the copies it has. Any other refusal is an error.
 async fn ensure_stream(js: &jetstream::Context, config: stream::Config) -> anyhow::Result<()> {
     let (name, wanted) = (config.name.clone(), config.num_replicas);
-    let refused = match js.create_or_update_stream(config).await {
+    let existing = match js.get_stream(&name).await {
+        Ok(mut stream) => Some(stream.info().await?.config.num_replicas),
+        Err(_) => None,
+    };
+    if let Some(replicas) = existing.filter(|replicas| *replicas > wanted) {
+        // Fewer copies than before is a choice someone should see made.
+        tracing::warn!(stream = %name, replicas, wanted, "lowering the stream's replica count to DEPMAN_STREAM_REPLICAS");
+    }
+    let refused = match js.create_or_update_stream(config.clone()).await {
         Ok(_) => return Ok(()),
         Err(refused) => refused,
     };
-    let Ok(mut existing) = js.get_stream(&name).await else {
+    let Some(replicas) = existing.filter(|replicas| *replicas != wanted) else {
         return Err(refused.into());
     };
-    let replicas = existing.info().await?.config.num_replicas;
-    if replicas == wanted {
-        return Err(refused.into());
-    }
+    // The same update with the count the stream has: if that goes through,
+    // the count was what the server refused.
+    js.create_or_update_stream(stream::Config {
+        num_replicas: replicas,
+        ..config
+    })
+    .await?;
     tracing::error!(
         stream = %name,
         replicas,
