@@ -126,17 +126,23 @@ fn every_overlay_is_accepted_by_the_api_server() {
     }
 }
 
-/// A value of the depman ConfigMap of `objects`.
-fn config_value<'a>(objects: &'a [Value], key: &str) -> &'a str {
+/// The ConfigMap kustomize generated from `name` (its name carries a hash).
+fn generated<'a>(objects: &'a [Value], name: &str) -> &'a Value {
     objects
         .iter()
         .find(|o| {
             o["kind"] == "ConfigMap"
                 && o["metadata"]["name"]
                     .as_str()
-                    .is_some_and(|name| name.starts_with("depman-config"))
+                    .is_some_and(|generated| generated.starts_with(name))
         })
-        .and_then(|config| config["data"][key].as_str())
+        .unwrap_or_else(|| panic!("no ConfigMap {name}"))
+}
+
+/// A value of the depman ConfigMap of `objects`.
+fn config_value<'a>(objects: &'a [Value], key: &str) -> &'a str {
+    generated(objects, "depman-config")["data"][key]
+        .as_str()
         .unwrap_or_else(|| panic!("no {key} in the depman ConfigMap"))
 }
 
@@ -177,15 +183,8 @@ fn dev_runs_one_of_each_and_prod_runs_three_servers_of_nats_and_postgresql() {
     let service = named(&prod, "Service", "nats");
     assert_eq!(service["spec"]["clusterIP"], "None");
     assert_eq!(service["spec"]["publishNotReadyAddresses"], true);
-    let conf = prod
-        .iter()
-        .find(|o| {
-            o["kind"] == "ConfigMap"
-                && o["metadata"]["name"]
-                    .as_str()
-                    .is_some_and(|name| name.starts_with("nats-config"))
-        })
-        .and_then(|config| config["data"]["nats.conf"].as_str())
+    let conf = generated(&prod, "nats-config")["data"]["nats.conf"]
+        .as_str()
         .expect("the NATS configuration");
     for pod in ["nats-0", "nats-1", "nats-2"] {
         assert!(conf.contains(&format!("nats://{pod}.nats:6222")), "{conf}");
@@ -362,16 +361,7 @@ fn each_role_may_do_what_it_needs_and_nothing_more() {
 
 /// The keys of the depman ConfigMap.
 fn config_keys(objects: &[Value]) -> BTreeSet<String> {
-    let config = objects
-        .iter()
-        .find(|o| {
-            o["kind"] == "ConfigMap"
-                && o["metadata"]["name"]
-                    .as_str()
-                    .is_some_and(|name| name.starts_with("depman-config"))
-        })
-        .expect("the depman ConfigMap");
-    config["data"]
+    generated(objects, "depman-config")["data"]
         .as_object()
         .expect("config data")
         .keys()

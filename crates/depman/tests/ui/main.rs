@@ -42,6 +42,27 @@ async fn rolled_out(app: &TestApp, request: &Value) -> Value {
     .await
 }
 
+/// Ends a test: the page logged no error, and everything it started stops.
+async fn finish(browser: Browser, app: TestApp, cluster: Option<Cluster>) {
+    assert_eq!(browser.console_errors().await, Vec::<String>::new());
+    browser.close().await;
+    app.finish().await;
+    if let Some(cluster) = cluster {
+        cluster.finish().await;
+    }
+}
+
+/// Nothing on the page runs off the side of the window.
+async fn assert_fits(browser: &Browser) {
+    let overflow = browser
+        .script("return document.documentElement.scrollWidth - window.innerWidth")
+        .await;
+    assert!(
+        overflow.as_i64().is_some_and(|o| o <= 0),
+        "overflow {overflow}"
+    );
+}
+
 /// The identifiers the deployments page shows, top to bottom.
 async fn listed(browser: &Browser) -> Vec<String> {
     browser
@@ -124,13 +145,7 @@ async fn the_deployments_page_lists_what_the_api_lists_and_follows_it_live() {
     browser
         .wait_text("table.deployments tbody", |text| text.contains("alpha"))
         .await;
-    let overflow = browser
-        .script("return document.documentElement.scrollWidth - window.innerWidth")
-        .await;
-    assert!(
-        overflow.as_i64().is_some_and(|o| o <= 0),
-        "overflow {overflow}"
-    );
+    assert_fits(&browser).await;
     browser.screenshot("deployments-phone").await;
     assert_eq!(browser.console_errors().await, Vec::<String>::new());
 
@@ -150,9 +165,7 @@ async fn the_deployments_page_lists_what_the_api_lists_and_follows_it_live() {
     browser
         .wait_text("main h1", |text| text == "Not found")
         .await;
-    browser.close().await;
-    app.finish().await;
-    cluster.finish().await;
+    finish(browser, app, Some(cluster)).await;
 }
 
 #[tokio::test]
@@ -194,13 +207,7 @@ async fn a_crash_loop_shows_degraded_with_its_reason_on_every_page() {
         .set_window_size(390, 844)
         .await
         .expect("resize");
-    let overflow = browser
-        .script("return document.documentElement.scrollWidth - window.innerWidth")
-        .await;
-    assert!(
-        overflow.as_i64().is_some_and(|o| o <= 0),
-        "overflow {overflow}"
-    );
+    assert_fits(&browser).await;
     browser.screenshot("deployment-degraded-phone").await;
     browser
         .client
@@ -215,22 +222,30 @@ async fn a_crash_loop_shows_degraded_with_its_reason_on_every_page() {
         "{listed}"
     );
 
-    // The event log says the same, newest first, and filters by type.
+    // The event log says the same, newest first, and filters by type. The
+    // crash loop may still add events, which the page shows live: compare
+    // once the two agree on the newest.
     browser.go("#/events").await;
-    let newest = browser
-        .wait_text("table.events tbody tr:first-child", |text| !text.is_empty())
+    browser
+        .wait_text("table.events tbody", |text| text.contains("rollout.failed"))
         .await;
-    assert!(newest.contains("rollout.failed"), "{newest}");
-    let (_, log) = status_and_json(app.get("alice", "/api/v1/events?limit=500").await).await;
-    let types = browser.texts("table.events tbody tr td:nth-child(2)").await;
-    let mut from_api: Vec<String> = log["items"]
-        .as_array()
-        .expect("items")
-        .iter()
-        .map(|e| e["type"].as_str().expect("type").to_owned())
-        .collect();
-    from_api.reverse();
-    assert_eq!(types, from_api);
+    let started = std::time::Instant::now();
+    loop {
+        let (_, log) = status_and_json(app.get("alice", "/api/v1/events?limit=500").await).await;
+        let mut from_api: Vec<String> = log["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .map(|e| e["type"].as_str().expect("type").to_owned())
+            .collect();
+        from_api.reverse();
+        let shown = browser.texts("table.events tbody tr td:nth-child(2)").await;
+        if shown == from_api {
+            break;
+        }
+        assert!(started.elapsed() < WITHIN, "{shown:?} against {from_api:?}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
     browser.screenshot("events").await;
     let select = browser.find("[name=type]").await;
     select
@@ -244,10 +259,7 @@ async fn a_crash_loop_shows_degraded_with_its_reason_on_every_page() {
         .await;
     let types = browser.texts("table.events tbody tr td:nth-child(2)").await;
     assert_eq!(types, ["rollout.failed"]);
-    assert_eq!(browser.console_errors().await, Vec::<String>::new());
-    browser.close().await;
-    app.finish().await;
-    cluster.finish().await;
+    finish(browser, app, Some(cluster)).await;
 }
 
 #[tokio::test]
@@ -261,11 +273,17 @@ async fn the_create_form_shows_the_servers_field_errors_and_creates() {
     browser.fill("namespace", &cluster.namespace).await;
     browser.fill("image", "nginx:1.27").await;
     browser.fill("replicas", "5000").await;
+    // The hint, as it is typed: the server's rule, said on the page.
+    let hint = browser
+        .wait_text("[data-field=replicas] .field-error", |t| !t.is_empty())
+        .await;
+    assert_eq!(hint, "0 to 1000");
     browser.fill("env", "1BAD=x").await;
     browser.click("form.create button[type=submit]").await;
+    // Then the server's own words, naming the field.
     let replicas = browser
-        .wait_text("[data-field=replicas] .field-error", |text| {
-            !text.is_empty()
+        .wait_text("[data-field=replicas] .field-error", |t| {
+            t.starts_with("replicas:")
         })
         .await;
     assert_eq!(replicas, "replicas: must be between 0 and 1000");
@@ -302,10 +320,7 @@ async fn the_create_form_shows_the_servers_field_errors_and_creates() {
         "{rollout}"
     );
     browser.screenshot("deployment").await;
-    assert_eq!(browser.console_errors().await, Vec::<String>::new());
-    browser.close().await;
-    app.finish().await;
-    cluster.finish().await;
+    finish(browser, app, Some(cluster)).await;
 }
 
 #[tokio::test]
@@ -383,10 +398,7 @@ async fn an_edit_shows_its_diff_first_and_a_rollback_restores_the_image() {
         .wait_text(".deployment-head .status", |t| t == "DELETED")
         .await;
     assert!(cluster.deployment("api").await.is_none());
-    assert_eq!(browser.console_errors().await, Vec::<String>::new());
-    browser.close().await;
-    app.finish().await;
-    cluster.finish().await;
+    finish(browser, app, Some(cluster)).await;
 }
 
 #[tokio::test]
@@ -410,9 +422,7 @@ async fn a_waiting_request_can_be_cancelled_from_its_deployment_page() {
     browser
         .wait_text(".deployment-head .status", |t| t == "FAILED")
         .await;
-    assert_eq!(browser.console_errors().await, Vec::<String>::new());
-    browser.close().await;
-    app.finish().await;
+    finish(browser, app, None).await;
 }
 
 #[tokio::test]
@@ -468,9 +478,7 @@ async fn with_bearer_tokens_the_dashboard_signs_in_with_a_token() {
             .await,
         Value::Null
     );
-    assert_eq!(browser.console_errors().await, Vec::<String>::new());
-    browser.close().await;
-    app.finish().await;
+    finish(browser, app, None).await;
 }
 
 #[tokio::test]
@@ -536,7 +544,5 @@ async fn the_list_pages_through_many_deployments_and_resumes_after_the_stream_dr
         json!(true)
     );
     browser.wait_text("#live", |t| t == "Live").await;
-    assert_eq!(browser.console_errors().await, Vec::<String>::new());
-    browser.close().await;
-    app.finish().await;
+    finish(browser, app, None).await;
 }
