@@ -74,7 +74,7 @@ bench-e2e: env ## 500 CREATEs end to end against a kube-rs server-side-apply bas
 	@cargo build --locked --release --bin depman --example bench_e2e -q
 	@$(WITH_ENV) DEPMAN_BIN=$(CARGO_TARGET_DIR)/release/depman $(CARGO_TARGET_DIR)/release/examples/bench_e2e
 
-bench-sync: env ## sync lag at idle and under churn, resync of 5,000, memory of watcher and worker
+bench-sync: env ## sync lag at idle and under churn, resync of 10,000, memory of watcher and worker
 	@cargo build --locked --release --bin depman --example bench_sync -q
 	@$(WITH_ENV) DEPMAN_BIN=$(CARGO_TARGET_DIR)/release/depman $(CARGO_TARGET_DIR)/release/examples/bench_sync
 

@@ -2,7 +2,7 @@
 //!
 //! Starts `depman api`, `depman worker` and `depman watcher` (release
 //! builds, separate processes) on a fresh database, stream prefix and
-//! namespace, creates `BENCH_SYNC_COUNT` (5,000) managed Deployments through
+//! namespace, creates `BENCH_SYNC_COUNT` (10,000) managed Deployments through
 //! the API (replicas 0), then measures:
 //! - sync lag: from a direct change in Kubernetes (a scale, with kube-rs) to
 //!   the row showing it, at idle and while 1,000 other managed Deployments
@@ -15,7 +15,7 @@ mod common;
 use common::setting;
 
 use std::{
-    process::{Child, Command, Stdio},
+    process::{Command, Stdio},
     time::{Duration, Instant},
 };
 
@@ -37,33 +37,38 @@ struct Roles {
 }
 
 impl Roles {
-    fn start(&self, role: &str) -> anyhow::Result<Child> {
+    /// The role as a process that is killed if the benchmark fails
+    /// half-way.
+    fn start(&self, role: &str) -> anyhow::Result<common::Process> {
         let metrics_port = common::free_port()?;
-        Ok(Command::new(&self.bin)
-            .arg(role)
-            .env("DATABASE_URL", &self.url)
-            .env("DEPMAN_PREFIX", &self.prefix)
-            .env("DEPMAN_RATE_LIMIT", "off")
-            .env("DEPMAN_HTTP_ADDR", format!("127.0.0.1:{}", self.api_port))
-            .env("DEPMAN_METRICS_ADDR", format!("127.0.0.1:{metrics_port}"))
-            .env("DEPMAN_WATCH_NAMESPACES", &self.namespace)
-            .env("DEPMAN_LEASE_DURATION", "3s")
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .spawn()?)
+        Ok(common::Process(
+            Command::new(&self.bin)
+                .arg(role)
+                .env("DATABASE_URL", &self.url)
+                .env("DEPMAN_PREFIX", &self.prefix)
+                .env("DEPMAN_RATE_LIMIT", "off")
+                .env("DEPMAN_HTTP_ADDR", format!("127.0.0.1:{}", self.api_port))
+                .env("DEPMAN_METRICS_ADDR", format!("127.0.0.1:{metrics_port}"))
+                .env("DEPMAN_WATCH_NAMESPACES", &self.namespace)
+                .env("DEPMAN_LEASE_DURATION", "3s")
+                .env("RUST_LOG", "warn")
+                .stdout(Stdio::null())
+                .spawn()?,
+        ))
     }
 }
 
-fn stop(child: &mut Child) {
+fn stop(process: &mut common::Process) {
+    let child = &mut process.0;
     let _ = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status();
     let _ = child.wait();
 }
 
-fn rss_mib(child: &Child) -> f64 {
+fn rss_mib(process: &common::Process) -> f64 {
     let status =
-        std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap_or_default();
+        std::fs::read_to_string(format!("/proc/{}/status", process.0.id())).unwrap_or_default();
     let kib: f64 = status
         .lines()
         .find_map(|line| line.strip_prefix("VmRSS:"))
@@ -75,7 +80,7 @@ fn rss_mib(child: &Child) -> f64 {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     depman::dependencies::install_crypto_provider();
-    let count = setting("BENCH_SYNC_COUNT", 5000);
+    let count = setting("BENCH_SYNC_COUNT", 10000);
     let churn = setting("BENCH_SYNC_CHURN", 1000).min(count / 2);
     let samples = setting("BENCH_SYNC_SAMPLES", 40);
     let admin_url = std::env::var("DATABASE_URL")?;
@@ -133,6 +138,14 @@ async fn main() -> anyhow::Result<()> {
     println!(
         "  {count} created and synced in {:.1} s",
         started.elapsed().as_secs_f64()
+    );
+    // Idle means no sync event left: the controllers' status updates of a
+    // burst of creates come after the rows first hold a version.
+    let drained = Instant::now();
+    wait_drained(&roles.prefix, Duration::from_secs(900)).await?;
+    println!(
+        "  sync events of the burst drained {:.1} s later",
+        drained.elapsed().as_secs_f64()
     );
 
     let api_k8s: Api<Deployment> = Api::namespaced(client.clone(), &namespace);
@@ -225,6 +238,28 @@ async fn main() -> anyhow::Result<()> {
     pool.close().await;
     common::delete_namespace(&client, &namespace).await?;
     common::drop_database(&mut admin, &database).await?;
+    Ok(())
+}
+
+/// Waits until the sync consumer of `prefix` has nothing pending or
+/// unacknowledged, two seconds in a row.
+async fn wait_drained(prefix: &str, within: Duration) -> anyhow::Result<()> {
+    let names = depman::queue::Names::new(prefix);
+    let nats = async_nats::connect(std::env::var("NATS_URL")?).await?;
+    let js = async_nats::jetstream::new(nats);
+    let stream = js.get_stream(names.sync_stream()).await?;
+    let deadline = Instant::now() + within;
+    let mut quiet = 0;
+    while quiet < 2 {
+        let info = stream.consumer_info(names.sync_consumer()).await?;
+        let backlog = info.num_pending + info.num_ack_pending as u64;
+        quiet = if backlog == 0 { quiet + 1 } else { 0 };
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "{backlog} sync events still pending after {within:?}"
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
     Ok(())
 }
 

@@ -32,6 +32,26 @@ pub const IDENTIFIER_LABEL: &str = "depman.io/identifier";
 pub const OWNER_ANNOTATION: &str = "depman.io/owner";
 pub const REQUEST_ANNOTATION: &str = "depman.io/request-id";
 
+/// How long one call of the worker's may take. The client's read timeout
+/// does not bound a call on an HTTP/2 connection that other calls (a
+/// watch) keep busy: a call the API server never answers would hold its
+/// worker slot, and its deployment's lock, for good.
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// `call`, or a transient failure after `CALL_TIMEOUT`.
+pub async fn bounded<T>(
+    call: impl Future<Output = Result<T, ApplyError>>,
+) -> Result<T, ApplyError> {
+    tokio::time::timeout(CALL_TIMEOUT, call)
+        .await
+        .unwrap_or_else(|_| {
+            Err(ApplyError::Transient(format!(
+                "the Kubernetes API did not answer within {} s",
+                CALL_TIMEOUT.as_secs()
+            )))
+        })
+}
+
 /// A client with timeouts short enough that an unreachable API server is a
 /// transient failure within seconds, not minutes.
 pub async fn client() -> anyhow::Result<Client> {
@@ -155,7 +175,7 @@ pub fn manifest(deployment: &Deployment) -> Result<serde_json::Value, serde_json
 
 /// Server-side apply of the whole object, taking ownership of every field
 /// depman sets (`force`); returns the generation it left the Deployment at.
-pub async fn apply(client: &Client, deployment: &Deployment) -> Result<i64, ApplyError> {
+pub async fn apply(client: &Client, deployment: &Deployment) -> Result<Deployment, ApplyError> {
     let metadata = &deployment.metadata;
     let namespace = metadata.namespace.as_deref().unwrap_or("default");
     let name = metadata.name.as_deref().unwrap_or_default();
@@ -168,7 +188,6 @@ pub async fn apply(client: &Client, deployment: &Deployment) -> Result<i64, Appl
         &Patch::Apply(object),
     )
     .await
-    .map(|applied| applied.metadata.generation.unwrap_or(0))
     .map_err(classify)
 }
 

@@ -123,6 +123,10 @@ pub struct SyncEvent {
     pub name: String,
     /// When the change was seen (for the sync-lag metric).
     pub observed_on: chrono::DateTime<chrono::Utc>,
+    /// The resource version seen, when the event is about the Deployment
+    /// itself as it is (not its deletion, its pods or its ReplicaSets).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource_version: Option<String>,
 }
 
 impl SyncEvent {
@@ -289,11 +293,13 @@ pub async fn publish_sync(
     namespace: &str,
     name: &str,
     message_id: Option<String>,
+    resource_version: Option<&str>,
 ) -> anyhow::Result<PublishAckFuture> {
     let event = SyncEvent {
         namespace: namespace.to_owned(),
         name: name.to_owned(),
         observed_on: chrono::Utc::now(),
+        resource_version: resource_version.map(str::to_owned),
     };
     let mut message = PublishMessage::build().payload(serde_json::to_vec(&event)?.into());
     if let Some(id) = message_id {

@@ -192,11 +192,8 @@ impl Watcher {
             tokio::select! {
                 event = events.next() => match event {
                     Some(Ok(Seen::Deployment(event))) => match *event {
-                        watcher::Event::Apply(d) | watcher::Event::Delete(d) => {
-                            if let Err(error) = self.publish_one(&d).await {
-                                tracing::warn!(error = format!("{error:#}"), "publishing a sync event failed");
-                            }
-                        }
+                        watcher::Event::Apply(d) => self.publish_one(&d, true).await,
+                        watcher::Event::Delete(d) => self.publish_one(&d, false).await,
                         watcher::Event::InitDone => self.resync().await,
                         watcher::Event::Init | watcher::Event::InitApply(_) => {}
                     },
@@ -220,7 +217,7 @@ impl Watcher {
         let mut acks = Vec::with_capacity(touched.len());
         for (namespace, identifier) in touched.drain() {
             let id = SyncEvent::parts_id(&namespace, &identifier, round);
-            match self.publish(&namespace, &identifier, id).await {
+            match self.publish(&namespace, &identifier, id, None).await {
                 Ok(ack) => acks.push(ack),
                 Err(error) => {
                     tracing::warn!(
@@ -237,20 +234,35 @@ impl Watcher {
         }
     }
 
-    async fn publish_one(&self, deployment: &Deployment) -> anyhow::Result<()> {
-        self.publish_present(deployment).await?.await?;
-        Ok(())
+    /// A sync event for a change the watch saw; `present` unless it was
+    /// the deletion.
+    async fn publish_one(&self, deployment: &Deployment, present: bool) {
+        let published = async {
+            self.publish_seen(deployment, present).await?.await?;
+            anyhow::Ok(())
+        };
+        if let Err(error) = published.await {
+            tracing::warn!(
+                error = format!("{error:#}"),
+                "publishing a sync event failed"
+            );
+        }
     }
 
     /// A sync event for a Deployment the watch or the list saw, once per
-    /// change of it.
-    async fn publish_present(&self, deployment: &Deployment) -> anyhow::Result<PublishAckFuture> {
-        let id = SyncEvent::change_id(
-            &deployment.uid().unwrap_or_default(),
-            &deployment.resource_version().unwrap_or_default(),
-        );
+    /// change of it; with its resource version while it is `present`, so
+    /// that a worker whose row holds that version already reads nothing.
+    async fn publish_seen(
+        &self,
+        deployment: &Deployment,
+        present: bool,
+    ) -> anyhow::Result<PublishAckFuture> {
+        let version = deployment.resource_version().unwrap_or_default();
+        let id = SyncEvent::change_id(&deployment.uid().unwrap_or_default(), &version);
         let namespace = deployment.namespace().unwrap_or_default();
-        self.publish(&namespace, &deployment.name_any(), id).await
+        let version = present.then_some(version.as_str());
+        self.publish(&namespace, &deployment.name_any(), id, version)
+            .await
     }
 
     async fn publish(
@@ -258,8 +270,10 @@ impl Watcher {
         namespace: &str,
         name: &str,
         id: String,
+        version: Option<&str>,
     ) -> anyhow::Result<PublishAckFuture> {
-        let ack = queue::publish_sync(&self.js, &self.names, namespace, name, Some(id)).await?;
+        let ack =
+            queue::publish_sync(&self.js, &self.names, namespace, name, Some(id), version).await?;
         self.metrics.published.inc();
         Ok(ack)
     }
@@ -294,7 +308,7 @@ impl Watcher {
             loop {
                 let page = api.list(&params).await?;
                 for deployment in &page.items {
-                    acks.push(self.publish_present(deployment).await?);
+                    acks.push(self.publish_seen(deployment, true).await?);
                     present.insert((
                         deployment.namespace().unwrap_or_default(),
                         deployment.name_any(),
@@ -311,7 +325,7 @@ impl Watcher {
         {
             if !present.contains(&(namespace.clone(), identifier.clone())) {
                 let id = SyncEvent::missing_id(&namespace, &identifier, round);
-                acks.push(self.publish(&namespace, &identifier, id).await?);
+                acks.push(self.publish(&namespace, &identifier, id, None).await?);
             }
         }
         let count = acks.len();

@@ -149,6 +149,26 @@ pub async fn try_lock_for_work(
         .await
 }
 
+/// Whether the row of `identifier` is settled (`CREATED`) at `version`:
+/// recorded from that very object, with no request of its own waiting.
+pub async fn settled_at(
+    pool: &PgPool,
+    namespace: &str,
+    identifier: &str,
+    version: &str,
+) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM deployments
+                        WHERE namespace = $1 AND identifier = $2
+                          AND status = 'CREATED' AND resource_version = $3)",
+    )
+    .bind(namespace)
+    .bind(identifier)
+    .bind(version)
+    .fetch_one(pool)
+    .await
+}
+
 pub async fn find(
     pool: &PgPool,
     user_id: Uuid,

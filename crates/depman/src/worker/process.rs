@@ -11,12 +11,15 @@
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream;
+use chrono::Utc;
+use k8s_openapi::api::apps::v1::Deployment;
 use kube::Client;
 use sqlx::{PgConnection, PgPool};
 
-use chrono::Utc;
-
-use super::decision::{self, Decision};
+use super::{
+    decision::{self, Decision},
+    sync::{self, Synced},
+};
 use crate::{
     domain::{diagnosis::Thresholds, rollout::Rollout, status::RequestType},
     kubernetes,
@@ -70,14 +73,39 @@ pub async fn handle(ctx: &Context, message: &RequestMessage) -> anyhow::Result<N
         // this one among them: look again shortly, holding nothing meanwhile.
         return Ok(Next::RetryAfter(backoff(LOCK_WAIT, 1)));
     }
+    let mut applied = Vec::new();
+    let outcome = carry_out_waiting(ctx, &mut conn, message, &mut applied).await;
+    // The lock goes with its transaction either way; the rows are written.
+    drop(lock);
+    drop(conn);
+    // Outside the lock and holding no connection: a third one per worker
+    // slot could starve the pool.
+    for (request, object) in &applied {
+        settle_applied(ctx, request, object).await;
+    }
+    outcome
+}
+
+/// Carries out the requests waiting up to the message's, in order, until
+/// one is to be retried; `applied` gets each CREATE and UPDATE applied, with
+/// the object the API server answered.
+async fn carry_out_waiting(
+    ctx: &Context,
+    conn: &mut PgConnection,
+    message: &RequestMessage,
+    applied: &mut Vec<(Waiting, Deployment)>,
+) -> anyhow::Result<Next> {
     let waiting =
         requests::waiting_up_to(&mut *conn, &message.identifier, message.sequence).await?;
     for request in waiting {
-        if let Some(delay) = carry_out(ctx, &mut conn, &request).await? {
+        let (retry, object) = carry_out(ctx, &mut *conn, &request).await?;
+        if let Some(object) = object {
+            applied.push((request, object));
+        }
+        if let Some(delay) = retry {
             return Ok(Next::RetryAfter(delay));
         }
     }
-    lock.commit().await?;
     Ok(Next::Done)
 }
 
@@ -85,12 +113,13 @@ pub async fn handle(ctx: &Context, message: &RequestMessage) -> anyhow::Result<N
 const LOCK_WAIT: Duration = Duration::from_millis(100);
 
 /// Decides what becomes of one request, applying it if it may be, and
-/// records that; returns the retry delay if it is to be tried again.
+/// records that; returns the retry delay if it is to be tried again, and
+/// the Deployment a successful CREATE or UPDATE left.
 async fn carry_out(
     ctx: &Context,
     conn: &mut PgConnection,
     request: &Waiting,
-) -> anyhow::Result<Option<Duration>> {
+) -> anyhow::Result<(Option<Duration>, Option<Deployment>)> {
     let create_failed = request.request_type == RequestType::Update
         && requests::create_failed_before(&mut *conn, &request.identifier, request.sequence)
             .await?;
@@ -100,41 +129,49 @@ async fn carry_out(
         request.newest_success,
         create_failed,
     );
-    let (decision, generation) = match moot {
+    let (decision, applied) = match moot {
         Some(moot) => (Decision::Moot(moot), None),
         None => {
             if !requests::start_applying(&mut *conn, request.id).await? {
                 // Cancelled while it waited: nothing to do.
-                return Ok(None);
+                return Ok((None, None));
             }
             let result = apply(ctx, request).await;
-            let generation = result.as_ref().ok().copied().flatten();
+            let applied = result.as_ref().ok().cloned().flatten();
             let decision =
                 decision::after_apply(result.map(drop), request.attempts, ctx.max_attempts);
-            (decision, generation)
+            (decision, applied)
         }
     };
-    record(ctx, conn, request, &decision, generation).await?;
+    record(ctx, conn, request, &decision, applied.as_ref()).await?;
     Ok(match decision {
-        Decision::Retry { attempts, .. } => Some(backoff(ctx.retry_backoff, attempts)),
-        _ => None,
+        Decision::Retry { attempts, .. } => (Some(backoff(ctx.retry_backoff, attempts)), None),
+        Decision::Succeeded => (None, applied),
+        _ => (None, None),
     })
 }
 
-/// The request's change, made in the cluster; the generation an apply left
-/// the Deployment at.
-async fn apply(ctx: &Context, request: &Waiting) -> Result<Option<i64>, kubernetes::ApplyError> {
+/// The request's change, made in the cluster; the Deployment as an apply
+/// left it.
+async fn apply(
+    ctx: &Context,
+    request: &Waiting,
+) -> Result<Option<Deployment>, kubernetes::ApplyError> {
     let started = Instant::now();
     let result = match request.request_type {
         RequestType::Create | RequestType::Update => {
             let object = kubernetes::deployment(&request.spec, &request.owner, request.id);
-            kubernetes::apply(&ctx.kube, &object).await.map(Some)
-        }
-        RequestType::Delete => {
-            kubernetes::delete(&ctx.kube, &request.namespace, &request.identifier)
+            kubernetes::bounded(kubernetes::apply(&ctx.kube, &object))
                 .await
-                .map(|()| None)
+                .map(Some)
         }
+        RequestType::Delete => kubernetes::bounded(kubernetes::delete(
+            &ctx.kube,
+            &request.namespace,
+            &request.identifier,
+        ))
+        .await
+        .map(|()| None),
     };
     ctx.metrics.applied_in(started.elapsed());
     result
@@ -149,7 +186,7 @@ async fn record(
     conn: &mut PgConnection,
     request: &Waiting,
     decision: &Decision,
-    generation: Option<i64>,
+    applied: Option<&Deployment>,
 ) -> anyhow::Result<()> {
     let (id, identifier, kind) = (request.id, &request.identifier, request.request_type);
     if let Decision::Retry { attempts, reason } = decision {
@@ -171,6 +208,7 @@ async fn record(
             deployments::record_outcome(&mut *tx, identifier, outcome).await?;
         }
         if finished && *decision == Decision::Succeeded {
+            let generation = applied.map(|object| object.metadata.generation.unwrap_or(0));
             let rollout = generation
                 .map(|generation| Rollout::started(generation, request.spec.replicas, Utc::now()));
             requests::start_rollout(&mut tx, id, identifier, request.sequence, rollout.as_ref())
@@ -186,17 +224,25 @@ async fn record(
             }
         }
     }
-    if *decision == Decision::Succeeded && kind != RequestType::Delete {
-        ask_for_sync(ctx, request).await;
-    }
     ctx.metrics.processed(kind.as_str(), decision.label());
     Ok(())
 }
 
-/// A sync of the deployment once its request is recorded: the watcher's
-/// event for the change may have been handled while the request was still
-/// waiting (which keeps the row `UPDATING`), and nothing else would look at
-/// it again until the rollout moves.
+/// The deployment's row brought up to date once its request is recorded:
+/// the watcher's event for the change may have been handled while the
+/// request was still waiting (which keeps the row `UPDATING`), and nothing
+/// else would look at it again until the rollout moves. From the object the
+/// apply answered with, which costs the API server nothing; through a sync
+/// event (a fresh read) when the row holds a newer version already, the
+/// write fails, or the rollout is to be looked at again later.
+async fn settle_applied(ctx: &Context, request: &Waiting, applied: &Deployment) {
+    let recorded = sync::record(ctx, &request.namespace, &request.identifier, applied).await;
+    if !matches!(recorded, Ok(Synced::Updated)) {
+        ask_for_sync(ctx, request).await;
+    }
+}
+
+/// A sync event for the deployment of `request`: a worker reads it afresh.
 async fn ask_for_sync(ctx: &Context, request: &Waiting) {
     let published = async {
         queue::publish_sync(
@@ -204,6 +250,7 @@ async fn ask_for_sync(ctx: &Context, request: &Waiting) {
             &ctx.names,
             &request.namespace,
             &request.identifier,
+            None,
             None,
         )
         .await?

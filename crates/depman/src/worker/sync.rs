@@ -1,8 +1,9 @@
 //! The sync path of the worker: for each sync event, read the live
 //! Deployment from the API server and write its state into the
-//! `deployments` row. Events that arrive late or twice do no harm: the
-//! object is always read fresh, and a row never takes an older resource
-//! version than it holds.
+//! `deployments` row (the request path records the object an apply answered
+//! with the same way). Events that arrive late or twice do no harm: the
+//! object is read fresh, a row never takes an older resource version than
+//! it holds, and a change a settled row already holds is not read again.
 
 use std::time::Duration;
 
@@ -56,13 +57,22 @@ impl Synced {
     }
 }
 
-/// Reads the Deployment of `event` and records what it is now.
-pub async fn sync(ctx: &Context, event: &SyncEvent) -> anyhow::Result<Synced> {
+/// Reads the Deployment of `event` and records what it is now. A first
+/// delivery of a change whose version a settled (`CREATED`) row already
+/// holds needs no read: nothing of the object, nor of its requests, can
+/// have changed since (a redelivery is read: it is a look again, asked for
+/// by a rollout's timer).
+pub async fn sync(ctx: &Context, event: &SyncEvent, first: bool) -> anyhow::Result<Synced> {
+    if first
+        && let Some(version) = &event.resource_version
+        && deployments::settled_at(&ctx.pool, &event.namespace, &event.name, version).await?
+    {
+        return Ok(Synced::Unchanged);
+    }
     let api: Api<Deployment> = Api::namespaced(ctx.kube.clone(), &event.namespace);
-    let live = api
-        .get_opt(&event.name)
-        .await
-        .map_err(kubernetes::classify)?;
+    let live =
+        kubernetes::bounded(async { api.get_opt(&event.name).await.map_err(kubernetes::classify) })
+            .await?;
     let Some(live) = live else {
         // A rollout cannot go on without its Deployment (deleted by hand, or
         // with its namespace).
@@ -80,40 +90,51 @@ pub async fn sync(ctx: &Context, event: &SyncEvent) -> anyhow::Result<Synced> {
             Synced::Unchanged
         });
     };
+    record(ctx, &event.namespace, &event.name, &live).await
+}
+
+/// Records `live`, the Deployment `name` as the API server last showed it
+/// (read, or answered to an apply), with what its pods say of a rollout
+/// that is not complete.
+pub async fn record(
+    ctx: &Context,
+    namespace: &str,
+    name: &str,
+    live: &Deployment,
+) -> anyhow::Result<Synced> {
     let labels = live.metadata.labels.clone().unwrap_or_default();
     if labels.get(MANAGED_BY.0).map(String::as_str) != Some(MANAGED_BY.1) {
         return Ok(Synced::Unchanged);
     }
-    let assessed = rollout::assess(&live);
+    let assessed = rollout::assess(live);
     // A rollout that is not complete: do its pods say why?
     let diagnosis = match assessed.0 {
         DeploymentStatus::Created => Diagnosis::default(),
         // What the pods say is a bonus: without it (an API server that
         // throttles, RBAC without pods), the Deployment's state is still
         // recorded.
-        _ => diagnose(ctx, &event.namespace, &event.name, &live)
+        _ => diagnose(ctx, namespace, name, live)
             .await
             .unwrap_or_else(|error| {
-                tracing::warn!(error = format!("{error:#}"), name = %event.name, "reading a rollout's pods failed");
+                tracing::warn!(error = format!("{error:#}"), name = %name, "reading a rollout's pods failed");
                 Diagnosis::default()
             }),
     };
     let failure = diagnosis.failure.as_ref();
-    let state = live_state(&live, assessed, failure);
-    let updated =
-        deployments::record_live(&ctx.pool, &event.namespace, &event.name, &state).await?;
+    let state = live_state(live, assessed, failure);
+    let updated = deployments::record_live(&ctx.pool, namespace, name, &state).await?;
     let mut recheck = diagnosis.recheck;
     if updated {
         // The event comes back for a timeout only when it is near: a
         // message NAKed with a delay stays pending in JetStream until then.
         // A rollout further from its timeout is timed out by a later event,
         // at the latest by the watcher's resync.
-        let timeout = follow_rollouts(ctx, &event.name, &live, failure).await?;
+        let timeout = follow_rollouts(ctx, name, live, failure).await?;
         let near = timeout.filter(|left| *left <= RECHECK_AT_MOST);
         recheck = [recheck, near].into_iter().flatten().min();
     }
     if !updated {
-        tracing::debug!(namespace = %event.namespace, name = %event.name, "labelled Deployment not taken: unknown to depman or older than the row");
+        tracing::debug!(namespace = %namespace, name = %name, "labelled Deployment not taken: unknown to depman or older than the row");
     }
     Ok(match (updated, recheck) {
         (true, Some(wait)) => Synced::LookAgainIn(wait),
@@ -256,7 +277,8 @@ pub async fn settle(ctx: Context, message: Message) {
             return;
         }
     };
-    let acked = match sync(&ctx, &event).await {
+    let first = message.info().is_ok_and(|info| info.delivered == 1);
+    let acked = match sync(&ctx, &event, first).await {
         Ok(synced) => {
             let lag = (synced != Synced::Unchanged).then(|| chrono::Utc::now() - event.observed_on);
             ctx.metrics.synced(synced.label(), lag);
