@@ -17,6 +17,32 @@ use crate::{
 
 const LEASE: Duration = Duration::from_secs(3);
 
+/// Waits until the sync consumer has nothing pending or held back.
+async fn sync_drained(app: &TestApp) {
+    let names = &app.deps.names;
+    let stream = app
+        .deps
+        .js
+        .get_stream(names.sync_stream())
+        .await
+        .expect("the sync stream");
+    let started = std::time::Instant::now();
+    loop {
+        let info = stream
+            .consumer_info(names.sync_consumer())
+            .await
+            .expect("the sync consumer");
+        if info.num_pending == 0 && info.num_ack_pending == 0 {
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "sync never drained: {info:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 async fn created(app: &TestApp, body: &Value) -> String {
     let (status, request) = status_and_json(app.create("sam", body).await).await;
     assert_eq!(status, 202, "{request}");
@@ -113,6 +139,9 @@ async fn changes_made_while_no_watcher_ran_show_when_one_starts() {
         })
         .await;
     }
+    // A rollout's look again (a sync event held back a few seconds) would
+    // read the Deployment without any watcher: none may be left.
+    sync_drained(&app).await;
 
     app.stop_watcher(first).await;
     cluster
