@@ -174,7 +174,7 @@ pub fn manifest(deployment: &Deployment) -> Result<serde_json::Value, serde_json
 }
 
 /// Server-side apply of the whole object, taking ownership of every field
-/// depman sets (`force`); returns the generation it left the Deployment at.
+/// depman sets (`force`); returns the Deployment as the API server left it.
 pub async fn apply(client: &Client, deployment: &Deployment) -> Result<Deployment, ApplyError> {
     let metadata = &deployment.metadata;
     let namespace = metadata.namespace.as_deref().unwrap_or("default");

@@ -1193,7 +1193,6 @@ function eventSummary(event) {
 }
 
 function eventsView(view, page) {
-  const body = h("tbody", { role: "rowgroup" });
   const older = h("button", { type: "button" }, "Older events");
   let cursor = null;
   const eventRow = (e) =>
@@ -1242,21 +1241,16 @@ function eventsView(view, page) {
     eventFilters.identifier = identifier.value.trim();
     refilter(identifier);
   });
-  const log = h("table", { class: "events", role: "table" });
-  put(
-    log,
-    h("caption", {}, "Newest first; new events appear at the top as they happen."),
-    h(
-      "thead",
-      { role: "rowgroup" },
-      h(
-        "tr",
-        { role: "row" },
-        ["When", "Type", "Deployment", "By", "What"].map((c) => h("th", { scope: "col", role: "columnheader" }, c)),
-      ),
-    ),
-    body,
+  const log = table(
+    { class: "events" },
+    {
+      caption: "Newest first; new events appear at the top as they happen.",
+      columns: ["When", "Type", "Deployment", "By", "What"],
+      rows: [],
+    },
   );
+  // The body the rows go into, older at the bottom and live ones on top.
+  const body = log.querySelector("tbody");
   put(
     view,
     h("h1", {}, "Events"),

@@ -136,10 +136,11 @@ async fn carry_out(
                 // Cancelled while it waited: nothing to do.
                 return Ok((None, None));
             }
-            let result = apply(ctx, request).await;
-            let applied = result.as_ref().ok().cloned().flatten();
-            let decision =
-                decision::after_apply(result.map(drop), request.attempts, ctx.max_attempts);
+            let (result, applied) = match apply(ctx, request).await {
+                Ok(applied) => (Ok(()), applied),
+                Err(error) => (Err(error), None),
+            };
+            let decision = decision::after_apply(result, request.attempts, ctx.max_attempts);
             (decision, applied)
         }
     };
