@@ -27,6 +27,14 @@ const LEASE: Duration = Duration::from_secs(30);
 /// The safety net under LISTEN/NOTIFY: a notification lost while the
 /// listener reconnects costs at most this delay.
 const POLL: Duration = Duration::from_secs(2);
+/// How long the relay waits for JetStream to confirm its streams after a
+/// failure before it tries publishing anyway. During a cluster's leader
+/// election a stream request can go unanswered until the client's request
+/// timeout (10 s): publishing held up behind it stalled well past the
+/// election (tests/worker/nats_cluster.rs).
+const ENSURE_WITHIN: Duration = Duration::from_secs(1);
+/// The longest pause between two failed publishes.
+const MAX_RETRY_PAUSE: Duration = Duration::from_millis(1600);
 pub const CHANNEL: &str = "depman_outbox";
 
 pub struct Relay {
@@ -66,7 +74,11 @@ impl Relay {
                 listener = self.listen().await;
             }
             if !streams_ready {
-                streams_ready = queue::ensure_streams(&self.js, &self.names).await.is_ok();
+                let ensured = tokio::time::timeout(
+                    ENSURE_WITHIN,
+                    queue::ensure_streams(&self.js, &self.names),
+                );
+                streams_ready = matches!(ensured.await, Ok(Ok(())));
             }
             match self.publish_batch().await {
                 Ok(published) if published as i64 == BATCH => continue,
@@ -83,7 +95,7 @@ impl Relay {
             let pause = if failures == 0 {
                 POLL
             } else {
-                Duration::from_millis(200) * 2u32.pow(failures.min(5))
+                (Duration::from_millis(200) * 2u32.pow(failures.min(5))).min(MAX_RETRY_PAUSE)
             };
             tokio::select! {
                 _ = stop.cancelled() => break,

@@ -286,9 +286,10 @@ async fn losing_the_leader_of_the_requests_stream_loses_nothing_and_a_restarted_
     // One server is gone: a leader and one follower remain.
     let new_leader = nats.leader_with(&stream, 1).await;
     assert_ne!(new_leader, leader);
-    // The pipeline stalls only while the cluster elects a new leader (a
-    // few seconds); a stall as long as the ack wait (30 s) would mean a
-    // message waited for redelivery.
+    // The pipeline stalls only while the cluster elects a new leader (5 to
+    // 7 s here); a stall of 30 s or more would mean a message waited for
+    // redelivery (the ack wait), or the worker for a lost pull request to
+    // expire (35 s before the worker watched its heartbeats).
     let stall = longest_pause(&app, &ids).await;
     println!(
         "killed leader {leader}: {new_leader} took over; slowest POST {slowest:?}; \

@@ -233,7 +233,7 @@ async fn deliveries_are_signed_in_order_and_retried_through_failures() {
         );
         let event: Value = serde_json::from_slice(&delivery.body).unwrap();
         assert_eq!(event["id"], delivery.id.as_str());
-        assert_eq!(event["actor"], "alice");
+        assert_eq!(event["actor"], "alice", "{event:#}");
     }
     let types: Vec<Value> = received
         .iter()
