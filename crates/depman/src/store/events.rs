@@ -129,10 +129,12 @@ pub async fn page(
     newest_first: bool,
     limit: i64,
 ) -> Result<Vec<EventRow>, sqlx::Error> {
+    // Qualified: a bare `xid` in ORDER BY names the output column, which
+    // is the text of the id, and text puts 10 before 9.
     let order = if newest_first {
-        "xid DESC, seq DESC"
+        "events.xid DESC, events.seq DESC"
     } else {
-        "xid, seq"
+        "events.xid, events.seq"
     };
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {COLUMNS} FROM events
@@ -162,7 +164,7 @@ pub async fn page(
 pub async fn head(db: impl PgExecutor<'_>) -> Result<Position, sqlx::Error> {
     let newest: Option<StoredPosition> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT xid::text AS xid, seq FROM events WHERE xid < {HORIZON}
-         ORDER BY xid DESC, seq DESC LIMIT 1"
+         ORDER BY events.xid DESC, events.seq DESC LIMIT 1"
     )))
     .fetch_optional(db)
     .await?;

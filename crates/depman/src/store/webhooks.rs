@@ -324,7 +324,8 @@ pub async fn deliveries(
                 last_status_code, last_error, next_attempt_on, created_on, updated_on
          FROM webhook_deliveries
          WHERE webhook_id = $1 AND (event_xid, event_seq) < ($2::text::xid8, $3)
-         ORDER BY event_xid DESC, event_seq DESC
+         -- Qualified, so that the order is the ids' and not their text's.
+         ORDER BY webhook_deliveries.event_xid DESC, webhook_deliveries.event_seq DESC
          LIMIT $4",
     )
     .bind(webhook_id)

@@ -389,3 +389,62 @@ async fn a_cursor_into_pruned_events_is_gone_and_bad_parameters_are_named() {
     }
     app.finish().await;
 }
+
+/// Positions are numbers: an event of transaction 10 comes after one of
+/// transaction 9 on every read, though as text "10" sorts first (the order
+/// was the text's once, which put a reader past events it never saw when
+/// transaction ids gained a digit).
+#[tokio::test]
+async fn events_follow_transaction_numbers_not_their_text() {
+    let app = TestApp::spawn().await;
+    created(&app, "alice", "web").await;
+    let ours = events_eventually(&app, "alice", "", 1).await;
+    // Two more as transactions 9 and 10 wrote them, long ago.
+    sqlx::query(
+        "INSERT INTO events (xid, type, user_id, identifier, actor, data)
+         SELECT x::text::xid8, type, user_id, 'tx-' || x, actor, data
+         FROM (SELECT * FROM events LIMIT 1) ours, unnest(ARRAY[9, 10]) x",
+    )
+    .execute(&app.pool)
+    .await
+    .expect("the old events");
+    let identifiers = |events: &[Value]| -> Vec<String> {
+        events
+            .iter()
+            .map(|e| e["identifier"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let web = ours[0]["identifier"].as_str().unwrap().to_owned();
+
+    // Oldest first, one at a time: each page goes on from the one before.
+    let mut read = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let cursor = after
+            .as_ref()
+            .map(|c| format!("&after={c}"))
+            .unwrap_or_default();
+        let (status, page) = status_and_json(
+            app.get("alice", &format!("/api/v1/events?limit=1{cursor}"))
+                .await,
+        )
+        .await;
+        assert_eq!(status, 200, "{page}");
+        let items = page["items"].as_array().unwrap().clone();
+        if items.is_empty() {
+            break;
+        }
+        read.extend(items);
+        after = page["next_cursor"].as_str().map(str::to_owned);
+    }
+    assert_eq!(identifiers(&read), ["tx-9", "tx-10", web.as_str()]);
+
+    let (status, newest) =
+        status_and_json(app.get("alice", "/api/v1/events?order=newest_first").await).await;
+    assert_eq!(status, 200, "{newest}");
+    assert_eq!(
+        identifiers(newest["items"].as_array().unwrap()),
+        [web.as_str(), "tx-10", "tx-9"]
+    );
+    app.finish().await;
+}

@@ -107,3 +107,40 @@ async fn bad_webhooks_are_refused_naming_the_field() {
     assert_problem(response, 422, Some("id")).await;
     app.finish().await;
 }
+
+/// A webhook's deliveries are listed newest event first by transaction
+/// number: 10 before 9, though as text "10" sorts after "9".
+#[tokio::test]
+async fn deliveries_are_listed_by_event_position_not_its_text() {
+    let app = TestApp::spawn().await;
+    let response = post(&app, "alice", json!({"url": "http://127.0.0.1:9/hook"})).await;
+    let location = response.headers()["location"].to_str().unwrap().to_owned();
+    let (status, created) = status_and_json(response).await;
+    assert_eq!(status, 201, "{created}");
+    sqlx::query(
+        "INSERT INTO webhook_deliveries (webhook_id, event_xid, event_seq, event_type)
+         SELECT $1, x::text::xid8, 1, 'type-' || x FROM unnest(ARRAY[9, 10]) x",
+    )
+    .bind(uuid::Uuid::parse_str(created["id"].as_str().unwrap()).unwrap())
+    .execute(&app.pool)
+    .await
+    .expect("two deliveries");
+    let (status, page) = status_and_json(
+        app.get("alice", &format!("{location}/deliveries?limit=1"))
+            .await,
+    )
+    .await;
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(page["items"][0]["event_type"], "type-10");
+    let next = page["next_cursor"].as_str().expect("one more");
+    let (_, rest) = status_and_json(
+        app.get(
+            "alice",
+            &format!("{location}/deliveries?limit=1&cursor={next}"),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(rest["items"][0]["event_type"], "type-9", "{rest}");
+    app.finish().await;
+}
