@@ -14,7 +14,7 @@ IMAGE ?= depman:dev
 OVERLAY ?= dev
 
 .PHONY: help env env-down env-status dev run run-worker run-watcher test build build-tests lint fmt \
-	docker-build k8s-deploy k8s-delete bench-api bench-e2e bench-sync bench-outcome bench-events bench-dry-run bench-scale fuzz
+	docker-build k8s-deploy k8s-delete bench-api bench-e2e bench-sync bench-outcome bench-events bench-dry-run bench-scale bench-list profile-api fuzz
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -69,6 +69,12 @@ k8s-delete: ## remove what k8s-deploy installed, but the namespace (its volumes 
 
 bench-api: env ## POST create throughput and latency against a pgbench baseline
 	@scripts/bench/api.sh
+
+bench-list: env ## list routes with 100,000 requests in the table, each next to pgbench running its query
+	@scripts/bench/list.sh
+
+profile-api: env ## where a POST create's time goes: pg_stat_statements and a perf profile of the api under wrk
+	@scripts/bench/profile-api.sh
 
 bench-e2e: env ## 500 CREATEs end to end against a kube-rs server-side-apply baseline
 	@cargo build --locked --release --bin depman --example bench_e2e -q

@@ -25,6 +25,8 @@ export DEPMAN_WEBHOOK_ALLOWED_HOSTS=127.0.0.1,localhost,::1
 export DEPMAN_TEST_OIDC_ISSUER=$(dex_issuer)
 export DEPMAN_TEST_DEX_BIN=$(dex_bin)
 export DEPMAN_TEST_DEX_CONFIG=$DEX_DIR/config.yaml
+# The superuser over the server's socket, for make profile-api's statistics.
+export DEPMAN_PG_ADMIN="host=$PG_DATA port=$DEPMAN_PG_PORT user=postgres"
 export PATH="$(tool_dir k8s "$KUBE_VERSION"):$(tool_dir nats "$NATS_SERVER_VERSION"):\$PATH"
 ENV
 }

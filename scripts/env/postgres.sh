@@ -63,8 +63,10 @@ postgres_up() {
       --encoding=UTF8 --locale=C.UTF-8 >/dev/null || die "initdb failed in $PG_DATA: remove that folder and run make env again"
   fi
   # Tests create a database each; the defaults are sized for that, not for load.
+  # pg_stat_statements is loaded for make profile-api (its cost is a hash
+  # update per statement).
   as_pg "$bin/pg_ctl" -D "$PG_DATA" -l "$PG_LOG" -w -t 60 start -o \
-    "-p $DEPMAN_PG_PORT -c listen_addresses=127.0.0.1 -c unix_socket_directories=$PG_DATA -c max_connections=500 -c fsync=off" \
+    "-p $DEPMAN_PG_PORT -c listen_addresses=127.0.0.1 -c unix_socket_directories=$PG_DATA -c max_connections=500 -c fsync=off -c shared_preload_libraries=pg_stat_statements" \
     >/dev/null || die "PostgreSQL did not start: see $PG_LOG"
   wait_until 30 "PostgreSQL up on port $DEPMAN_PG_PORT" pg_ready || die "PostgreSQL does not answer on port $DEPMAN_PG_PORT: see $PG_LOG"
   pg_create_database

@@ -3,10 +3,10 @@
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use sqlx::{FromRow, PgConnection, PgExecutor, PgPool, types::Json};
+use sqlx::{FromRow, PgConnection, PgExecutor, PgPool, QueryBuilder, types::Json};
 use uuid::Uuid;
 
-use super::paging::{Cursor, Page};
+use super::paging::{Cursor, Page, push_page};
 use crate::domain::{
     spec::DeploymentSpec,
     status::{DeploymentStatus, Health},
@@ -191,7 +191,10 @@ pub struct Filter {
     pub search: Option<String>,
 }
 
-/// The user's deployments, newest first, after `cursor`.
+/// The user's deployments, newest first, after `cursor`, with only the
+/// filters given in the statement (see `requests::list`). A search is a
+/// `LIKE` that the trigram index serves; its text holds only characters an
+/// identifier can (`a-z`, `0-9`, `-`), so no wildcard of its own.
 pub async fn list(
     pool: &PgPool,
     user_id: Uuid,
@@ -199,26 +202,22 @@ pub async fn list(
     after: Option<&Cursor>,
     limit: i64,
 ) -> Result<Page<DeploymentRow>, sqlx::Error> {
-    let rows: Vec<DeploymentRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT {COLUMNS} FROM deployments
-         WHERE user_id = $1
-           AND ($2::text IS NULL OR namespace = $2)
-           AND ($3::text IS NULL OR status = $3)
-           AND ($4::timestamptz IS NULL OR (created_on, id) < ($4, $5))
-           AND ($7::text IS NULL OR strpos(identifier, $7) > 0)
-         ORDER BY created_on DESC, id DESC
-         LIMIT $6"
-    )))
-    .bind(user_id)
-    .bind(&filter.namespace)
-    .bind(filter.status)
-    .bind(after.map(|c| c.created_on))
-    .bind(after.map(|c| c.id))
-    .bind(limit + 1)
-    .bind(&filter.search)
-    .fetch_all(pool)
-    .await?;
-    Ok(Page::from_rows(rows, limit, |d| {
+    let mut query = QueryBuilder::new(format!("SELECT {COLUMNS} FROM deployments WHERE user_id = "));
+    query.push_bind(user_id);
+    if let Some(namespace) = &filter.namespace {
+        query.push(" AND namespace = ").push_bind(namespace);
+    }
+    if let Some(status) = filter.status {
+        query.push(" AND status = ").push_bind(status);
+    }
+    if let Some(search) = &filter.search {
+        query
+            .push(" AND identifier LIKE ")
+            .push_bind(format!("%{search}%"));
+    }
+    push_page(&mut query, after, limit);
+    let rows = query.build_query_as().fetch_all(pool).await?;
+    Ok(Page::from_rows(rows, limit, |d: &DeploymentRow| {
         Cursor::new(d.created_on, d.id)
     }))
 }

@@ -4,6 +4,7 @@
 //! skipped.
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+use sqlx::{Postgres, QueryBuilder};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -34,6 +35,22 @@ impl Cursor {
             id: id.parse().ok()?,
         })
     }
+}
+
+/// Ends a list's query: rows after `after`, newest first, one more than
+/// `limit` (which says another page follows).
+pub fn push_page(query: &mut QueryBuilder<Postgres>, after: Option<&Cursor>, limit: i64) {
+    if let Some(cursor) = after {
+        query
+            .push(" AND (created_on, id) < (")
+            .push_bind(cursor.created_on)
+            .push(", ")
+            .push_bind(cursor.id)
+            .push(")");
+    }
+    query
+        .push(" ORDER BY created_on DESC, id DESC LIMIT ")
+        .push_bind(limit + 1);
 }
 
 /// One page of a list, and the cursor of the next page if there is one.
