@@ -31,7 +31,8 @@ psql -q "$DATABASE_URL" -c "CREATE DATABASE $database"
 bench_url="${DATABASE_URL%/*}/$database"
 cleanup() {
   [[ -n ${api_pid:-} ]] && kill "$api_pid" 2>/dev/null && wait "$api_pid" 2>/dev/null
-  psql -q "$DATABASE_URL" -c "DROP DATABASE IF EXISTS $database WITH (FORCE)" || true
+  # As the superuser: autovacuum may be in the database after the load.
+  psql -q "$DEPMAN_PG_ADMIN dbname=postgres" -c "DROP DATABASE IF EXISTS $database WITH (FORCE)" || true
   for stream in requests dead_letters sync; do
     nats --server "$NATS_URL" stream rm -f "${DEPMAN_PREFIX}_$stream" >/dev/null 2>&1 || true
   done

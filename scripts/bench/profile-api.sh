@@ -93,8 +93,8 @@ psql -q "$admin" -P pager=off -c "
   ORDER BY total_exec_time DESC LIMIT 12"
 
 echo "== the api's CPU by thread (perf samples)"
-perf report -i "$work/perf.data" --no-children --sort comm --stdio 2>/dev/null | grep -E '^ +[0-9]' | head -8
+perf report -i "$work/perf.data" --no-children --sort comm --stdio 2>/dev/null | grep -E '^ +[0-9]' | sed -n '1,8p'
 echo
 echo "== the api's CPU by function, self time (perf samples)"
 perf report -i "$work/perf.data" --no-children --sort dso,symbol --stdio 2>/dev/null |
-  grep -E '^ +[0-9]+\.[0-9]+%' | head -30
+  grep -E '^ +[0-9]+\.[0-9]+%' | cut -c1-150 | sed -e 's/ *$//' -n -e '1,30p'

@@ -202,7 +202,9 @@ pub async fn list(
     after: Option<&Cursor>,
     limit: i64,
 ) -> Result<Page<DeploymentRow>, sqlx::Error> {
-    let mut query = QueryBuilder::new(format!("SELECT {COLUMNS} FROM deployments WHERE user_id = "));
+    let mut query = QueryBuilder::new(format!(
+        "SELECT {COLUMNS} FROM deployments WHERE user_id = "
+    ));
     query.push_bind(user_id);
     if let Some(namespace) = &filter.namespace {
         query.push(" AND namespace = ").push_bind(namespace);

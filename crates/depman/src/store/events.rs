@@ -174,11 +174,16 @@ pub async fn head(db: impl PgExecutor<'_>) -> Result<Position, sqlx::Error> {
 /// Whether committed events wait above the horizon (an older transaction is
 /// still in flight): they become readable when it ends.
 pub async fn held_back(db: impl PgExecutor<'_>) -> Result<bool, sqlx::Error> {
-    sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-        "SELECT EXISTS (SELECT 1 FROM events WHERE xid >= {HORIZON})"
+    // The newest event, through the primary key: an EXISTS over the
+    // horizon was planned as a scan of the whole table (3 ms at 40,000
+    // events, a quarter of PostgreSQL's time under make profile-api, as the
+    // feed asks this after every read while writes are in flight).
+    let newest_held_back: Option<bool> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "SELECT xid >= {HORIZON} FROM events ORDER BY xid DESC, seq DESC LIMIT 1"
     )))
-    .fetch_one(db)
-    .await
+    .fetch_optional(db)
+    .await?;
+    Ok(newest_held_back.unwrap_or(false))
 }
 
 /// The newest position pruned, if any: a cursor before it may have missed

@@ -4,9 +4,9 @@
 //! skipped.
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
-use sqlx::{Postgres, QueryBuilder};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
+use sqlx::{Postgres, QueryBuilder};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
