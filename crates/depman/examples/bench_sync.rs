@@ -15,7 +15,7 @@ mod common;
 use common::setting;
 
 use std::{
-    process::{Command, Stdio},
+    process::Command,
     time::{Duration, Instant},
 };
 
@@ -51,8 +51,11 @@ impl Roles {
                 .env("DEPMAN_METRICS_ADDR", format!("127.0.0.1:{metrics_port}"))
                 .env("DEPMAN_WATCH_NAMESPACES", &self.namespace)
                 .env("DEPMAN_LEASE_DURATION", "3s")
-                .env("RUST_LOG", "warn")
-                .stdout(Stdio::null())
+                .env("RUST_LOG", "info")
+                // Each role's log, to read when a step fails.
+                .stdout(std::fs::File::create(
+                    std::env::temp_dir().join(format!("bench-sync-{role}.log")),
+                )?)
                 .spawn()?,
         ))
     }
