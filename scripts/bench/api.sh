@@ -13,55 +13,16 @@ cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 DURATION=${BENCH_DURATION:-10}
 CONCURRENCY=${BENCH_CONCURRENCY:-"1 16 64"}
 PORT=${BENCH_PORT:-18090}
-PG_BIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n1)
-work=$(mktemp -d)
+. scripts/bench/lib.sh
 
-if ! command -v wrk >/dev/null; then
-  echo "installing wrk from Debian's packages" >&2
-  apt-get install -y -qq wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
-fi
+install_from_debian wrk wrk
 cargo build --locked --release --bin depman -q
 depman=${CARGO_TARGET_DIR:-target}/release/depman
-
-run=$(date +%s)
-database="bench_api_$run"
-# Streams of its own, so the messages it publishes stay out of `make dev`'s.
-export DEPMAN_PREFIX="benchapi$run"
-psql -q "$DATABASE_URL" -c "CREATE DATABASE $database"
-bench_url="${DATABASE_URL%/*}/$database"
-cleanup() {
-  [[ -n ${api_pid:-} ]] && kill "$api_pid" 2>/dev/null && wait "$api_pid" 2>/dev/null
-  # As the superuser: autovacuum may be in the database after the load.
-  psql -q "$DEPMAN_PG_ADMIN dbname=postgres" -c "DROP DATABASE IF EXISTS $database WITH (FORCE)" || true
-  for stream in requests dead_letters sync; do
-    nats --server "$NATS_URL" stream rm -f "${DEPMAN_PREFIX}_$stream" >/dev/null 2>&1 || true
-  done
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-# The per-user rate limit is off: a few users post at full speed here.
-DEPMAN_RATE_LIMIT=off DATABASE_URL=$bench_url DEPMAN_HTTP_ADDR=127.0.0.1:$PORT RUST_LOG=${BENCH_RUST_LOG:-info} "$depman" api >"$work/api.log" 2>&1 &
-api_pid=$!
-for _ in $(seq 1 100); do curl -fs "http://127.0.0.1:$PORT/api/v1/ping" >/dev/null && break; sleep 0.2; done
+fresh_database bench_api
+start_api "$depman" "$PORT"
 # The first request creates the user; the baseline uses the same one.
 wrk -t1 -c1 -d1s -s scripts/bench/create.lua "http://127.0.0.1:$PORT" >/dev/null
 user_id=$(psql -qAt "$bench_url" -c "SELECT id FROM users WHERE user_external_id = 'bench'")
-
-# Prints "<throughput/s> <p50 ms> <p99 ms>" for wrk's --latency output.
-wrk_figures() {
-  awk '/^ +50%/ {p50=$2} /^ +99%/ {p99=$2} /^Requests\/sec/ {rps=$2}
-       function ms(v) { if (v ~ /us$/) return v/1000; if (v ~ /ms$/) return v+0; if (v ~ /s$/) return v*1000; return v }
-       END { printf "%.0f %.2f %.2f\n", rps, ms(p50), ms(p99) }' "$1"
-}
-
-# Prints the same for pgbench's per-transaction log (latency in microseconds).
-pgbench_figures() { # log files..., tps
-  local tps=$1
-  shift
-  cat "$@" | awk '{print $3}' | sort -n | awk -v tps="$tps" '{v[NR]=$1} END {
-    printf "%.0f %.2f %.2f\n", tps, v[int(NR*0.50)]/1000, v[int(NR*0.99)]/1000 }'
-}
 
 printf '\n%-8s %12s %9s %9s %14s %9s %9s %8s\n' clients "api req/s" "p50 ms" "p99 ms" "baseline tx/s" "p50 ms" "p99 ms" ratio
 for c in $CONCURRENCY; do

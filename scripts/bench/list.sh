@@ -13,41 +13,18 @@ cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 DURATION=${BENCH_DURATION:-10}
 CLIENTS=${BENCH_CLIENTS:-16}
 PORT=${BENCH_PORT:-18091}
-PG_BIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n1)
-work=$(mktemp -d)
-KEEP=${BENCH_KEEP:-}
+. scripts/bench/lib.sh
 
-if ! command -v wrk >/dev/null; then
-  echo "installing wrk from Debian's packages" >&2
-  apt-get install -y -qq wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
-fi
+install_from_debian wrk wrk
 cargo build --locked --release --bin depman -q
 depman=${CARGO_TARGET_DIR:-target}/release/depman
-
-run=$(date +%s)
-database="bench_list_$run"
-export DEPMAN_PREFIX="benchlist$run"
-psql -q "$DATABASE_URL" -c "CREATE DATABASE $database"
-bench_url="${DATABASE_URL%/*}/$database"
-cleanup() {
-  [[ -n ${api_pid:-} ]] && kill "$api_pid" 2>/dev/null && wait "$api_pid" 2>/dev/null
-  # As the superuser: autovacuum may be in the database after the seeding.
-  psql -q "$DEPMAN_PG_ADMIN dbname=postgres" -c "DROP DATABASE IF EXISTS $database WITH (FORCE)" || true
-  for stream in requests dead_letters sync; do
-    nats --server "$NATS_URL" stream rm -f "${DEPMAN_PREFIX}_$stream" >/dev/null 2>&1 || true
-  done
-  if [[ -n $KEEP ]]; then echo "kept $work" >&2; else rm -rf "$work"; fi
-}
-trap cleanup EXIT
-
-DEPMAN_RATE_LIMIT=off DATABASE_URL=$bench_url DEPMAN_HTTP_ADDR=127.0.0.1:$PORT RUST_LOG=${BENCH_RUST_LOG:-info} "$depman" api >"$work/api.log" 2>&1 &
-api_pid=$!
-for _ in $(seq 1 100); do curl -fs "http://127.0.0.1:$PORT/api/v1/ping" >/dev/null && break; sleep 0.2; done
+fresh_database bench_list
+start_api "$depman" "$PORT"
 seeding=$(date +%s%N)
 psql -q -v ON_ERROR_STOP=1 "$bench_url" -f scripts/bench/list-seed.sql
 awk -v ns=$(($(date +%s%N) - seeding)) 'BEGIN { printf "seeded 100,000 requests (and 10,000 of another user) in %.1f s\n", ns / 1e9 }'
-# The seeding's writes on disk before measuring: the kernel flushing them
-# meanwhile stalled whichever route ran first for up to 2 s.
+# The seeding's writes on disk before measuring, so that flushing them does
+# not compete with the first route.
 psql -q "$DEPMAN_PG_ADMIN dbname=postgres" -c CHECKPOINT
 sync
 user_id=$(psql -qAt "$bench_url" -c "SELECT id FROM users WHERE user_external_id = 'bench'")
@@ -73,21 +50,6 @@ routes=(
   "revisions of one|/api/v1/deployments/d-04242/revisions|SELECT $REQUEST_COLUMNS, row_number() OVER (ORDER BY sequence) FROM deployment_requests WHERE identifier = 'd-04242' AND user_id = :user_id::uuid AND status = 'SUCCESS' AND request_type IN ('CREATE', 'UPDATE') ORDER BY sequence DESC LIMIT 51"
   "events, newest first|/api/v1/events?order=newest_first|SELECT $EVENT_COLUMNS FROM events WHERE xid < pg_snapshot_xmin(pg_current_snapshot()) AND user_id = :user_id::uuid ORDER BY events.xid DESC, events.seq DESC LIMIT 101"
 )
-
-# Prints "<throughput/s> <p50 ms> <p99 ms>" for wrk's --latency output.
-wrk_figures() {
-  awk '/^ +50%/ {p50=$2} /^ +99%/ {p99=$2} /^Requests\/sec/ {rps=$2}
-       function ms(v) { if (v ~ /us$/) return v/1000; if (v ~ /ms$/) return v+0; if (v ~ /s$/) return v*1000; return v }
-       END { printf "%.0f %.2f %.2f\n", rps, ms(p50), ms(p99) }' "$1"
-}
-
-# Prints the same for pgbench's per-transaction log (latency in microseconds).
-pgbench_figures() { # tps, log files...
-  local tps=$1
-  shift
-  cat "$@" | awk '{print $3}' | sort -n | awk -v tps="$tps" '{v[NR]=$1} END {
-    printf "%.0f %.2f %.2f\n", tps, v[int(NR*0.50)]/1000, v[int(NR*0.99)]/1000 }'
-}
 
 threads=$((CLIENTS < 2 ? 1 : 2))
 printf '\n%-28s %10s %8s %8s %14s %8s %8s %7s\n' "route ($CLIENTS clients)" "api req/s" "p50 ms" "p99 ms" "baseline tx/s" "p50 ms" "p99 ms" ratio

@@ -14,13 +14,8 @@ cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 DURATION=${BENCH_DURATION:-20}
 CLIENTS=${BENCH_CLIENTS:-16}
 PORT=${BENCH_PORT:-18092}
-work=$(mktemp -d)
+. scripts/bench/lib.sh
 
-install_from_debian() { # command package
-  command -v "$1" >/dev/null && return 0
-  echo "installing $2 from Debian's packages" >&2
-  apt-get install -y -qq "$2" >/dev/null || { apt-get update -qq && apt-get install -y -qq "$2" >/dev/null; }
-}
 install_from_debian wrk wrk
 install_from_debian perf linux-perf
 
@@ -36,24 +31,8 @@ if [[ $(psql -qAt "$DEPMAN_PG_ADMIN dbname=postgres" -c "SHOW shared_preload_lib
   exit 1
 fi
 
-run=$(date +%s)
-database="profile_api_$run"
-export DEPMAN_PREFIX="profileapi$run"
-psql -q "$DATABASE_URL" -c "CREATE DATABASE $database"
-bench_url="${DATABASE_URL%/*}/$database"
-cleanup() {
-  [[ -n ${api_pid:-} ]] && kill "$api_pid" 2>/dev/null && wait "$api_pid" 2>/dev/null
-  psql -q "$DEPMAN_PG_ADMIN dbname=postgres" -c "DROP DATABASE IF EXISTS $database WITH (FORCE)" || true
-  for stream in requests dead_letters sync; do
-    nats --server "$NATS_URL" stream rm -f "${DEPMAN_PREFIX}_$stream" >/dev/null 2>&1 || true
-  done
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-DEPMAN_RATE_LIMIT=off DATABASE_URL=$bench_url DEPMAN_HTTP_ADDR=127.0.0.1:$PORT RUST_LOG=${BENCH_RUST_LOG:-info} "$depman" api >"$work/api.log" 2>&1 &
-api_pid=$!
-for _ in $(seq 1 100); do curl -fs "http://127.0.0.1:$PORT/api/v1/ping" >/dev/null && break; sleep 0.2; done
+fresh_database profile_api
+start_api "$depman" "$PORT"
 wrk -t1 -c1 -d1s -s scripts/bench/create.lua "http://127.0.0.1:$PORT" >/dev/null
 admin="$DEPMAN_PG_ADMIN dbname=$database"
 psql -q "$admin" -c "CREATE EXTENSION IF NOT EXISTS pg_stat_statements" -c "SELECT pg_stat_statements_reset()" >/dev/null
