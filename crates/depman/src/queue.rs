@@ -223,7 +223,8 @@ pub async fn ensure_streams(js: &jetstream::Context, names: &Names) -> anyhow::R
 async fn ensure_stream(js: &jetstream::Context, config: stream::Config) -> anyhow::Result<()> {
     let (name, wanted) = (config.name.clone(), config.num_replicas);
     let existing = match js.get_stream(&name).await {
-        Ok(mut stream) => Some(stream.info().await?.config.num_replicas),
+        // get_stream already read the stream's info: no second request.
+        Ok(stream) => Some(stream.cached_info().config.num_replicas),
         Err(_) => None,
     };
     if let Some(replicas) = existing.filter(|replicas| *replicas > wanted) {
