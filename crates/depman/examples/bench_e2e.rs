@@ -17,7 +17,7 @@ mod common;
 use common::{setting, wait_for_ping};
 
 use std::{
-    process::{Child, Command, Stdio},
+    process::Command,
     time::{Duration, Instant},
 };
 
@@ -35,11 +35,7 @@ fn body(name: &str, namespace: &str) -> Value {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     depman::dependencies::install_crypto_provider();
-    let count = setting("BENCH_COUNT", 500);
-    let concurrency = setting("BENCH_CONCURRENCY", 16);
-    let rate = setting("BENCH_RATE", 20);
     let admin_url = std::env::var("DATABASE_URL")?;
-    let depman_bin = std::env::var("DEPMAN_BIN")?;
     let run = format!("{}", chrono::Utc::now().timestamp());
     let database = format!("bench_e2e_{run}");
     let client = Client::try_default().await?;
@@ -51,18 +47,37 @@ async fn main() -> anyhow::Result<()> {
         common::create_namespace(&client, ns).await?;
     }
     let (mut admin, url) = common::create_database(&admin_url, &database).await?;
+    let measured = measure(&client, &url, &run, [&ns_depman, &ns_baseline]).await;
+    // Also when a step failed, so that nothing is left to load later runs.
+    for ns in [&ns_depman, &ns_baseline] {
+        common::delete_namespace(&client, ns).await?;
+    }
+    common::drop_database(&mut admin, &database).await?;
+    measured
+}
 
+/// Everything between making the namespaces and database and removing them.
+async fn measure(
+    client: &Client,
+    url: &str,
+    run: &str,
+    [ns_depman, ns_baseline]: [&String; 2],
+) -> anyhow::Result<()> {
+    let count = setting("BENCH_COUNT", 500);
+    let concurrency = setting("BENCH_CONCURRENCY", 16);
+    let rate = setting("BENCH_RATE", 20);
+    let depman_bin = std::env::var("DEPMAN_BIN")?;
     let port = common::free_port()?;
-    let mut depman = start_depman(&depman_bin, &url, port, &run)?;
+    let mut depman = start_depman(&depman_bin, url, port, run, ns_depman)?;
     let base = format!("http://127.0.0.1:{port}");
     let http = reqwest::Client::new();
     wait_for_ping(&http, &base).await?;
-    let pool = PgPool::connect(&url).await?;
+    let pool = PgPool::connect(url).await?;
 
     // depman, as fast as the API takes them.
     let started = Instant::now();
     let names: Vec<String> = (0..count).map(|i| format!("d{i}")).collect();
-    post_all(&http, &base, &names, &ns_depman, concurrency).await?;
+    post_all(&http, &base, &names, ns_depman, concurrency).await?;
     let posted = started.elapsed();
     wait_for_success(&pool, count as i64).await?;
     let depman_time = started.elapsed();
@@ -107,7 +122,7 @@ async fn main() -> anyhow::Result<()> {
         let request = http
             .post(format!("{base}/api/v1/deployments/requests/create"))
             .header("X-User-ID", "bench")
-            .json(&body(&format!("{marker}{i}"), &ns_depman));
+            .json(&body(&format!("{marker}{i}"), ns_depman));
         posts.push(tokio::spawn(request.send()));
     }
     for post in posts {
@@ -145,28 +160,37 @@ async fn main() -> anyhow::Result<()> {
     println!("  depman    POST-to-SUCCESS p50 {p50:.1} ms  p99 {p99:.1} ms");
 
     let _ = Command::new("kill")
-        .args(["-TERM", &depman.id().to_string()])
+        .args(["-TERM", &depman.0.id().to_string()])
         .status();
-    let _ = depman.wait();
+    let _ = depman.0.wait();
     pool.close().await;
-    for ns in [&ns_depman, &ns_baseline] {
-        common::delete_namespace(&client, ns).await?;
-    }
-    common::drop_database(&mut admin, &database).await?;
     Ok(())
 }
 
-fn start_depman(bin: &str, url: &str, port: u16, run: &str) -> anyhow::Result<Child> {
-    Ok(Command::new(bin)
-        .arg("all")
-        .env("DATABASE_URL", url)
-        .env("DEPMAN_HTTP_ADDR", format!("127.0.0.1:{port}"))
-        .env("DEPMAN_PREFIX", format!("bench{run}"))
-        // Measured is the pipeline, not the per-user limit.
-        .env("DEPMAN_RATE_LIMIT", "off")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .spawn()?)
+/// `depman all`, watching only its own namespace (the baseline's objects
+/// carry depman's label but are not its), logging at info to
+/// `$TMPDIR/bench-e2e-depman.log`.
+fn start_depman(
+    bin: &str,
+    url: &str,
+    port: u16,
+    run: &str,
+    namespace: &str,
+) -> anyhow::Result<common::Process> {
+    let log = std::env::temp_dir().join("bench-e2e-depman.log");
+    Ok(common::Process(
+        Command::new(bin)
+            .arg("all")
+            .env("DATABASE_URL", url)
+            .env("DEPMAN_HTTP_ADDR", format!("127.0.0.1:{port}"))
+            .env("DEPMAN_PREFIX", format!("bench{run}"))
+            .env("DEPMAN_WATCH_NAMESPACES", namespace)
+            // Measured is the pipeline, not the per-user limit.
+            .env("DEPMAN_RATE_LIMIT", "off")
+            .env("RUST_LOG", "info")
+            .stdout(std::fs::File::create(log)?)
+            .spawn()?,
+    ))
 }
 
 async fn post_all(

@@ -93,11 +93,29 @@ async fn main() -> anyhow::Result<()> {
     common::create_namespace(&client, &namespace).await?;
     let database = format!("bench_sync_{run}");
     let (mut admin, url) = common::create_database(&admin_url, &database).await?;
+    let measured = measure(&client, &namespace, url, &run, count, churn, samples).await;
+    // Also when a step failed: a failed run left its 10,000 Deployments
+    // behind, and every later run's watcher and controllers carried them.
+    common::delete_namespace(&client, &namespace).await?;
+    common::drop_database(&mut admin, &database).await?;
+    measured
+}
+
+/// Everything between making the namespace and database and removing them.
+async fn measure(
+    client: &Client,
+    namespace: &str,
+    url: String,
+    run: &str,
+    count: usize,
+    churn: usize,
+    samples: usize,
+) -> anyhow::Result<()> {
     let roles = Roles {
         bin: std::env::var("DEPMAN_BIN")?,
         url: url.clone(),
         prefix: format!("bsync{run}"),
-        namespace: namespace.clone(),
+        namespace: namespace.to_owned(),
         api_port: common::free_port()?,
     };
     let mut api = roles.start("api")?;
@@ -151,7 +169,7 @@ async fn main() -> anyhow::Result<()> {
         drained.elapsed().as_secs_f64()
     );
 
-    let api_k8s: Api<Deployment> = Api::namespaced(client.clone(), &namespace);
+    let api_k8s: Api<Deployment> = Api::namespaced(client.clone(), namespace);
     let idle = lag_samples(&api_k8s, &pool, (count - samples)..count, samples, 1).await?;
 
     // Churn: 1,000 other Deployments scaled between 0 and 1, over and over.
@@ -239,8 +257,6 @@ async fn main() -> anyhow::Result<()> {
         stop(child);
     }
     pool.close().await;
-    common::delete_namespace(&client, &namespace).await?;
-    common::drop_database(&mut admin, &database).await?;
     Ok(())
 }
 

@@ -2,12 +2,12 @@
 //! from `DEPMAN_PREFIX`, created or updated at start so that a changed
 //! setting takes effect on the next deploy.
 
-use std::time::Duration;
+use std::{collections::VecDeque, time::Duration};
 
 use async_nats::jetstream::{
     self,
     consumer::{AckPolicy, DeliverPolicy, PullConsumer, pull},
-    context::PublishAckFuture,
+    context::{PublishAckFuture, PublishError},
     message::PublishMessage,
     stream::{self, RetentionPolicy, StorageType},
 };
@@ -309,6 +309,60 @@ pub async fn publish_sync(
     Ok(js
         .send_publish(names.sync_subject(namespace, name), message)
         .await?)
+}
+
+/// Publishes whose acknowledgements are awaited in a window of at most
+/// [`AckWindow::SIZE`]. The client lends every publish one of 5,000 permits
+/// (async-nats's `max_ack_inflight`), shared by every role of the process,
+/// until its acknowledgement is awaited, and waits for a free one before it
+/// publishes. A publisher that held all its acknowledgements until the end
+/// (the watcher's resync of more than 5,000 Deployments) waited forever,
+/// and with it the relay and the worker of the process.
+pub struct AckWindow {
+    pending: VecDeque<PublishAckFuture>,
+    published: usize,
+}
+
+impl AckWindow {
+    pub const SIZE: usize = 256;
+
+    pub fn new() -> Self {
+        Self {
+            pending: VecDeque::with_capacity(Self::SIZE),
+            published: 0,
+        }
+    }
+
+    /// Adds `ack`; when the window is full, awaits the oldest first and
+    /// returns its outcome.
+    pub async fn push(&mut self, ack: PublishAckFuture) -> Result<(), PublishError> {
+        let oldest = if self.pending.len() >= Self::SIZE {
+            self.pending.pop_front()
+        } else {
+            None
+        };
+        self.pending.push_back(ack);
+        self.published += 1;
+        match oldest {
+            Some(oldest) => oldest.await.map(drop),
+            None => Ok(()),
+        }
+    }
+
+    /// Awaits the rest; returns how many were published, or the first
+    /// failure.
+    pub async fn finish(self) -> Result<usize, PublishError> {
+        for ack in self.pending {
+            ack.await?;
+        }
+        Ok(self.published)
+    }
+}
+
+impl Default for AckWindow {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 /// Creates the consumer `name` on `stream`, or brings its settings up to

@@ -32,7 +32,7 @@ use crate::{
     dependencies::Dependencies,
     kubernetes::{IDENTIFIER_LABEL, MANAGED_BY},
     metrics::WatcherMetrics,
-    queue::{self, Names, SyncEvent},
+    queue::{self, AckWindow, Names, SyncEvent},
     settings::WatcherSettings,
     store::deployments,
 };
@@ -223,23 +223,23 @@ impl Watcher {
     /// since the last flush.
     async fn publish_touched(&self, touched: &mut HashSet<(String, String)>) {
         let round = chrono::Utc::now().timestamp_millis();
-        let mut acks = Vec::with_capacity(touched.len());
+        let mut acks = AckWindow::new();
         for (namespace, identifier) in touched.drain() {
             let id = SyncEvent::parts_id(&namespace, &identifier, round);
-            match self.publish(&namespace, &identifier, id, None).await {
-                Ok(ack) => acks.push(ack),
-                Err(error) => {
-                    tracing::warn!(
-                        error = format!("{error:#}"),
-                        "publishing a sync event failed"
-                    )
-                }
+            let published = async {
+                let ack = self.publish(&namespace, &identifier, id, None).await?;
+                acks.push(ack).await?;
+                anyhow::Ok(())
+            };
+            if let Err(error) = published.await {
+                tracing::warn!(
+                    error = format!("{error:#}"),
+                    "publishing a sync event failed"
+                );
             }
         }
-        for ack in acks {
-            if let Err(error) = ack.await {
-                tracing::warn!(%error, "a sync event was not acknowledged");
-            }
+        if let Err(error) = acks.finish().await {
+            tracing::warn!(%error, "a sync event was not acknowledged");
         }
     }
 
@@ -311,13 +311,14 @@ impl Watcher {
         queue::ensure_streams(&self.js, &self.names).await?;
         let round = chrono::Utc::now().timestamp_millis();
         let mut present = HashSet::new();
-        let mut acks = Vec::new();
+        let mut acks = AckWindow::new();
         for api in self.apis::<Deployment>() {
             let mut params = ListParams::default().labels(&selector()).limit(500);
             loop {
                 let page = api.list(&params).await?;
                 for deployment in &page.items {
-                    acks.push(self.publish_seen(deployment, true).await?);
+                    acks.push(self.publish_seen(deployment, true).await?)
+                        .await?;
                     present.insert((
                         deployment.namespace().unwrap_or_default(),
                         deployment.name_any(),
@@ -334,13 +335,10 @@ impl Watcher {
         {
             if !present.contains(&(namespace.clone(), identifier.clone())) {
                 let id = SyncEvent::missing_id(&namespace, &identifier, round);
-                acks.push(self.publish(&namespace, &identifier, id, None).await?);
+                acks.push(self.publish(&namespace, &identifier, id, None).await?)
+                    .await?;
             }
         }
-        let count = acks.len();
-        for ack in acks {
-            ack.await?;
-        }
-        Ok(count)
+        Ok(acks.finish().await?)
     }
 }

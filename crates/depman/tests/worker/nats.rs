@@ -105,3 +105,51 @@ async fn requests_accepted_while_nats_is_down_are_carried_out_when_it_is_back() 
     let _ = std::fs::remove_dir_all(&store);
     cluster.finish().await;
 }
+
+/// The client lends each publish a permit until its acknowledgement is
+/// awaited (`max_ack_inflight`, 5,000 by default and shared by the roles of
+/// a process). The watcher's resync of more Deployments than that held
+/// every acknowledgement to the end and waited forever for a permit; in a
+/// window it publishes any number with a client of far fewer permits.
+#[tokio::test]
+async fn publishing_many_more_than_the_clients_ack_permits_finishes_in_a_window() {
+    use async_nats::jetstream::{self, message::PublishMessage, stream};
+    use depman::queue::AckWindow;
+
+    let client = async_nats::connect(crate::helpers::environment("NATS_URL"))
+        .await
+        .expect("NATS");
+    let js = jetstream::ContextBuilder::new()
+        .max_ack_inflight(AckWindow::SIZE + 1)
+        .build(client);
+    let name = crate::helpers::unique("acks");
+    js.create_stream(stream::Config {
+        name: name.clone(),
+        subjects: vec![format!("{name}.>")],
+        ..Default::default()
+    })
+    .await
+    .expect("a stream");
+    let count = 4 * AckWindow::SIZE;
+    let published = tokio::time::timeout(Duration::from_secs(60), async {
+        let mut acks = AckWindow::new();
+        for i in 0..count {
+            let message = PublishMessage::build().payload("x".into());
+            let ack = js
+                .send_publish(format!("{name}.{i}"), message)
+                .await
+                .expect("publish");
+            acks.push(ack).await.expect("acknowledged");
+        }
+        acks.finish().await.expect("acknowledged")
+    })
+    .await
+    .expect("publishing never waits for a permit that nothing frees");
+    assert_eq!(published, count);
+    let mut stream = js.get_stream(&name).await.expect("the stream");
+    assert_eq!(
+        stream.info().await.expect("info").state.messages,
+        count as u64
+    );
+    js.delete_stream(&name).await.expect("deleted");
+}
