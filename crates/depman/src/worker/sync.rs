@@ -110,6 +110,10 @@ pub async fn record(
     // A rollout that is not complete: do its pods say why?
     let diagnosis = match assessed.0 {
         DeploymentStatus::Created => Diagnosis::default(),
+        // Not yet seen by its controller (an apply's answer, the watch
+        // event of the change itself): no pod of this spec runs yet, and
+        // the old ones say nothing of it. Two lists spared per change.
+        _ if !rollout::observed(live) => Diagnosis::default(),
         // What the pods say is a bonus: without it (an API server that
         // throttles, RBAC without pods), the Deployment's state is still
         // recorded.
