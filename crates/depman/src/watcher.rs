@@ -259,8 +259,8 @@ impl Watcher {
     }
 
     /// A sync event for a Deployment the watch or the list saw, once per
-    /// change of it; with its resource version while it is `present`, so
-    /// that a worker whose row holds that version already reads nothing.
+    /// change of it; with the object while it is `present`, so that a
+    /// worker records it without reading it again.
     async fn publish_seen(
         &self,
         deployment: &Deployment,
@@ -269,8 +269,8 @@ impl Watcher {
         let version = deployment.resource_version().unwrap_or_default();
         let id = SyncEvent::change_id(&deployment.uid().unwrap_or_default(), &version);
         let namespace = deployment.namespace().unwrap_or_default();
-        let version = present.then_some(version.as_str());
-        self.publish(&namespace, &deployment.name_any(), id, version)
+        let seen = present.then_some(deployment);
+        self.publish(&namespace, &deployment.name_any(), id, seen)
             .await
     }
 
@@ -279,10 +279,10 @@ impl Watcher {
         namespace: &str,
         name: &str,
         id: String,
-        version: Option<&str>,
+        seen: Option<&Deployment>,
     ) -> anyhow::Result<PublishAckFuture> {
         let ack =
-            queue::publish_sync(&self.js, &self.names, namespace, name, Some(id), version).await?;
+            queue::publish_sync(&self.js, &self.names, namespace, name, Some(id), seen).await?;
         self.metrics.published.inc();
         Ok(ack)
     }

@@ -162,18 +162,19 @@ pub fn deadline_exceeded(deployment: &Deployment) -> Option<&DeploymentCondition
         })
 }
 
-/// Whether the deployment controller has seen the Deployment's current
-/// spec: until it has, no ReplicaSet or pod of that spec exists.
-pub fn observed(deployment: &Deployment) -> bool {
-    let generation = deployment.metadata.generation.unwrap_or(0);
+/// Whether the deployment controller has ever synced the Deployment:
+/// until it has, no ReplicaSet or pod of it exists.
+pub fn ever_observed(deployment: &Deployment) -> bool {
     let status = deployment.status.as_ref();
-    status.and_then(|s| s.observed_generation).unwrap_or(0) >= generation
+    status.and_then(|s| s.observed_generation).is_some()
 }
 
 /// Status and health of a Deployment that exists.
 pub fn assess(deployment: &Deployment) -> (DeploymentStatus, Health) {
+    let generation = deployment.metadata.generation.unwrap_or(0);
     let status = deployment.status.clone().unwrap_or_default();
-    let complete = observed(deployment) && every_replica_updated_and_available(deployment);
+    let observed = status.observed_generation.unwrap_or(0) >= generation;
+    let complete = observed && every_replica_updated_and_available(deployment);
     let replica_failure = status.conditions.unwrap_or_default().iter().any(|c| {
         c.type_.as_deref() == Some("ReplicaFailure") && c.status.as_deref() == Some("True")
     });

@@ -1,9 +1,10 @@
-//! The sync path of the worker: for each sync event, read the live
-//! Deployment from the API server and write its state into the
-//! `deployments` row (the request path records the object an apply answered
-//! with the same way). Events that arrive late or twice do no harm: the
-//! object is read fresh, a row never takes an older resource version than
-//! it holds, and a change a settled row already holds is not read again.
+//! The sync path of the worker: for each sync event, take the Deployment
+//! the watcher saw (or read it from the API server) and write its state
+//! into the `deployments` row (the request path records the object an
+//! apply answered with the same way). Events that arrive late or twice do
+//! no harm: a row never takes an older resource version than it holds, a
+//! newer change has an event of its own, and a change a settled row
+//! already holds costs nothing.
 
 use std::time::Duration;
 
@@ -57,17 +58,22 @@ impl Synced {
     }
 }
 
-/// Reads the Deployment of `event` and records what it is now. A first
-/// delivery of a change whose version a settled (`CREATED`) row already
-/// holds needs no read: nothing of the object, nor of its requests, can
-/// have changed since (a redelivery is read: it is a look again, asked for
-/// by a rollout's timer).
+/// Records what the Deployment of `event` is now. A first delivery of a
+/// change whose version a settled (`CREATED`) row already holds needs
+/// nothing: nothing of the object, nor of its requests, can have changed
+/// since. Another first delivery that carries the object records it as the
+/// watch saw it: a newer change has an event of its own, and the row never
+/// takes an older version. The rest read the live object (a redelivery is
+/// a look again, asked for by a rollout's timer: what it carries is old).
 pub async fn sync(ctx: &Context, event: &SyncEvent, first: bool) -> anyhow::Result<Synced> {
     if first
         && let Some(version) = &event.resource_version
         && deployments::settled_at(&ctx.pool, &event.namespace, &event.name, version).await?
     {
         return Ok(Synced::Unchanged);
+    }
+    if first && let Some(seen) = &event.object {
+        return record(ctx, &event.namespace, &event.name, seen).await;
     }
     let api: Api<Deployment> = Api::namespaced(ctx.kube.clone(), &event.namespace);
     let live =
@@ -110,10 +116,10 @@ pub async fn record(
     // A rollout that is not complete: do its pods say why?
     let diagnosis = match assessed.0 {
         DeploymentStatus::Created => Diagnosis::default(),
-        // Not yet seen by its controller (an apply's answer, the watch
-        // event of the change itself): no pod of this spec runs yet, and
-        // the old ones say nothing of it. Two lists spared per change.
-        _ if !rollout::observed(live) => Diagnosis::default(),
+        // A new Deployment its controller has not synced yet (the answer
+        // to a CREATE's apply, the watch event of its creation): it has
+        // no ReplicaSet nor pod to look at. Two lists spared per CREATE.
+        _ if !rollout::ever_observed(live) => Diagnosis::default(),
         // What the pods say is a bonus: without it (an API server that
         // throttles, RBAC without pods), the Deployment's state is still
         // recorded.

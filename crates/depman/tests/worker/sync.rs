@@ -312,3 +312,79 @@ async fn deployments_depman_did_not_create_are_never_read_nor_touched() {
     app.finish().await;
     cluster.finish().await;
 }
+
+/// A watch or resync event carries the Deployment as the watcher saw it,
+/// and its first delivery is recorded without reading the live object: a
+/// seen object that says 7 replicas (the live one says 1) is what the row
+/// shows. Its version is above the live one, as a change not yet read.
+#[tokio::test]
+async fn a_watched_change_is_recorded_from_the_object_it_carries() {
+    let cluster = Cluster::with_namespace().await;
+    let mut app = crate::helpers::TestApp::spawn().await;
+    app.start_worker(cluster.client.clone(), 8, Duration::from_millis(200));
+    created(&app, &deployment("web", &cluster.namespace)).await;
+    let row = app
+        .deployment_until("sam", "web", Duration::from_secs(60), |d| {
+            d["resource_version"].is_string()
+        })
+        .await;
+    let mut seen = cluster.deployments().get("web").await.expect("web");
+    let live_version: u64 = seen
+        .metadata
+        .resource_version
+        .clone()
+        .unwrap()
+        .parse()
+        .unwrap();
+    seen.spec.replicas = Some(7);
+    seen.metadata.resource_version = Some((live_version + 1_000_000).to_string());
+    depman::queue::publish_sync(
+        &app.deps.js,
+        &app.deps.names,
+        &cluster.namespace,
+        "web",
+        None,
+        Some(&seen),
+    )
+    .await
+    .expect("published")
+    .await
+    .expect("acknowledged");
+    let recorded = app
+        .deployment_until("sam", "web", Duration::from_secs(10), |d| {
+            d["replicas"] == 7
+        })
+        .await;
+    assert_ne!(recorded["resource_version"], row["resource_version"]);
+    let live = cluster.deployments().get("web").await.expect("web");
+    assert_eq!(live.spec.replicas, Some(1), "only the row saw 7");
+    app.finish().await;
+    cluster.finish().await;
+}
+
+/// The sync stream keeps one waiting event per Deployment, the newest:
+/// superseded events are dropped instead of read one after another.
+#[tokio::test]
+async fn only_the_newest_waiting_sync_event_of_a_deployment_is_kept() {
+    let app = crate::helpers::TestApp::spawn().await;
+    let (js, names) = (&app.deps.js, &app.deps.names);
+    depman::queue::ensure_streams(js, names)
+        .await
+        .expect("streams");
+    for (name, round) in [("web", 1), ("web", 2), ("db", 1), ("web", 3)] {
+        let id = depman::queue::SyncEvent::parts_id("ns", name, round);
+        depman::queue::publish_sync(js, names, "ns", name, Some(id), None)
+            .await
+            .expect("published")
+            .await
+            .expect("acknowledged");
+    }
+    let mut stream = js.get_stream(names.sync_stream()).await.expect("stream");
+    assert_eq!(stream.info().await.expect("info").state.messages, 2);
+    let newest = stream
+        .get_last_raw_message_by_subject(&names.sync_subject("ns", "web"))
+        .await
+        .expect("web's event");
+    assert_eq!(newest.sequence, 4, "web's third event, published last");
+    app.finish().await;
+}
