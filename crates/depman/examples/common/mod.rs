@@ -132,3 +132,66 @@ pub fn start(
             .spawn()?,
     ))
 }
+
+/// The parts of the stack whose CPU a benchmark accounts for, each by a
+/// piece of its processes' command line.
+const PARTS: [(&str, &str); 8] = [
+    ("depman", "/depman "),
+    ("postgres", "postgres"),
+    ("nats-server", "nats-server"),
+    ("kube-apiserver", "kube-apiserver"),
+    ("etcd", "/etcd "),
+    ("controller-manager", "kube-controller-manager"),
+    ("scheduler", "kube-scheduler"),
+    ("kwok", "kwok"),
+];
+
+/// CPU seconds the running processes of each part have used so far, from
+/// `/proc` (a process that exited takes its share with it: PostgreSQL's
+/// pooled backends and the roles live through a benchmark's phases).
+#[derive(Clone)]
+pub struct Cpu(Vec<f64>);
+
+impl Cpu {
+    pub fn now() -> Self {
+        let mut used = vec![0.0; PARTS.len()];
+        let ticks = 100.0; // USER_HZ, 100 on Linux
+        for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let path = entry.path();
+            let (Ok(cmdline), Ok(stat)) = (
+                std::fs::read(path.join("cmdline")),
+                std::fs::read_to_string(path.join("stat")),
+            ) else {
+                continue;
+            };
+            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            let Some(part) = PARTS.iter().position(|(_, key)| cmdline.contains(key)) else {
+                continue;
+            };
+            // Fields after the command name: utime and stime are 12th and 13th.
+            let fields: Vec<&str> = stat
+                .rsplit_once(')')
+                .map(|(_, rest)| rest.split_whitespace().collect())
+                .unwrap_or_default();
+            let ticks_used: f64 = [11, 12]
+                .iter()
+                .filter_map(|i| fields.get(*i)?.parse::<f64>().ok())
+                .sum();
+            used[part] += ticks_used / ticks;
+        }
+        Self(used)
+    }
+
+    /// Milliseconds of CPU per item of each part between `self` and
+    /// `later`, and in all.
+    pub fn per_item(&self, later: &Cpu, items: usize) -> Vec<(&'static str, f64)> {
+        let mut shares: Vec<(&str, f64)> = PARTS
+            .iter()
+            .zip(self.0.iter().zip(&later.0))
+            .map(|((name, _), (before, after))| (*name, (after - before) * 1000.0 / items as f64))
+            .collect();
+        let total = shares.iter().map(|(_, ms)| ms).sum();
+        shares.push(("all", total));
+        shares
+    }
+}
