@@ -21,7 +21,7 @@ use k8s_openapi::{
 };
 use kube::{
     Api, Client, ResourceExt,
-    api::ListParams,
+    api::{ListParams, PartialObjectMeta},
     runtime::{WatchStreamExt, watcher},
 };
 use kube_lease_manager::LeaseManagerBuilder;
@@ -166,9 +166,11 @@ impl Watcher {
 
     /// Watches and publishes; the watches relist on their own after 410 Gone
     /// or a dropped connection, so this only ends when its caller stops it.
-    /// The pods and ReplicaSets of managed Deployments are watched too: a
-    /// change of theirs makes one sync event for their Deployment, at most
-    /// every [`COALESCE`], however many pods changed.
+    /// The pods and ReplicaSets of managed Deployments are watched too,
+    /// their metadata only (all the watcher reads of them is a label, and
+    /// the API server then sends no spec nor status): a change of theirs
+    /// makes one sync event for their Deployment, at most every
+    /// [`COALESCE`], however many pods changed.
     async fn publish_changes(&self) {
         let config = watcher::Config::default()
             .labels(&selector())
@@ -179,13 +181,13 @@ impl Watcher {
                 .map_ok(|event| Seen::Deployment(Box::new(event)))
                 .boxed()
         });
-        let pods = self.apis::<Pod>().into_iter().map(|api| {
+        let pods = self.apis::<PartialObjectMeta<Pod>>().into_iter().map(|api| {
             watcher(api, config.clone())
                 .default_backoff()
                 .map_ok(Seen::part)
                 .boxed()
         });
-        let sets = self.apis::<ReplicaSet>().into_iter().map(|api| {
+        let sets = self.apis::<PartialObjectMeta<ReplicaSet>>().into_iter().map(|api| {
             watcher(api, config.clone())
                 .default_backoff()
                 .map_ok(Seen::part)
