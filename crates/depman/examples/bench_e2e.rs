@@ -88,6 +88,7 @@ async fn measure(
     wait_for_success(&pool, count as i64).await?;
     let depman_time = started.elapsed();
     let (d50, d99) = latency(&pool, "").await?;
+    let (waited, applied) = stages(&pool).await?;
     // Both runs start on a quiet cluster and are charged the controllers'
     // work for their Deployments, which goes on after the last apply.
     wait_until_available(client, ns_depman, count).await?;
@@ -154,6 +155,9 @@ async fn measure(
         d50,
         d99,
         posted.as_secs_f64()
+    );
+    println!(
+        "            p50 waiting for a worker {waited:.1} ms, applying and recording {applied:.1} ms"
     );
     println!(
         "  baseline  {:>7.1} s  {:>7.1} /s  apply                p50 {:>7.1} ms  p99 {:>7.1} ms",
@@ -295,6 +299,19 @@ async fn latency(pool: &PgPool, prefix: &str) -> anyhow::Result<(f64, f64)> {
                FROM deployment_requests WHERE name LIKE $1 || '%') latencies",
     )
     .bind(prefix)
+    .fetch_one(pool)
+    .await?;
+    Ok((row.0.unwrap_or_default(), row.1.unwrap_or_default()))
+}
+
+/// p50 in ms of a request's two stages: accepted until a worker began
+/// applying it, and from then until its SUCCESS was recorded.
+async fn stages(pool: &PgPool) -> anyhow::Result<(f64, f64)> {
+    let row: (Option<f64>, Option<f64>) = sqlx::query_as(
+        "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM applying_since - created_on) * 1000),
+                percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM updated_on - applying_since) * 1000)
+         FROM deployment_requests",
+    )
     .fetch_one(pool)
     .await?;
     Ok((row.0.unwrap_or_default(), row.1.unwrap_or_default()))

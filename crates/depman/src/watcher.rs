@@ -181,18 +181,24 @@ impl Watcher {
                 .map_ok(|event| Seen::Deployment(Box::new(event)))
                 .boxed()
         });
-        let pods = self.apis::<PartialObjectMeta<Pod>>().into_iter().map(|api| {
-            watcher(api, config.clone())
-                .default_backoff()
-                .map_ok(Seen::part)
-                .boxed()
-        });
-        let sets = self.apis::<PartialObjectMeta<ReplicaSet>>().into_iter().map(|api| {
-            watcher(api, config.clone())
-                .default_backoff()
-                .map_ok(Seen::part)
-                .boxed()
-        });
+        let pods = self
+            .apis::<PartialObjectMeta<Pod>>()
+            .into_iter()
+            .map(|api| {
+                watcher(api, config.clone())
+                    .default_backoff()
+                    .map_ok(Seen::part)
+                    .boxed()
+            });
+        let sets = self
+            .apis::<PartialObjectMeta<ReplicaSet>>()
+            .into_iter()
+            .map(|api| {
+                watcher(api, config.clone())
+                    .default_backoff()
+                    .map_ok(Seen::part)
+                    .boxed()
+            });
         let mut events = select_all(deployments.chain(pods).chain(sets));
         let mut ticker = tokio::time::interval(self.resync_interval);
         ticker.tick().await;
