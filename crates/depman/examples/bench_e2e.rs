@@ -44,6 +44,7 @@ async fn main() -> anyhow::Result<()> {
     let run = format!("{}", chrono::Utc::now().timestamp());
     let database = format!("bench_e2e_{run}");
     let client = Client::try_default().await?;
+    common::wait_for_quiet_cluster(&client).await?;
     let (ns_depman, ns_baseline) = (
         format!("bench-depman-{run}"),
         format!("bench-baseline-{run}"),

@@ -89,6 +89,7 @@ async fn main() -> anyhow::Result<()> {
     let admin_url = std::env::var("DATABASE_URL")?;
     let run = chrono::Utc::now().timestamp().to_string();
     let client = Client::try_default().await?;
+    common::wait_for_quiet_cluster(&client).await?;
     let namespace = format!("bench-sync-{run}");
     common::create_namespace(&client, &namespace).await?;
     let database = format!("bench_sync_{run}");

@@ -296,6 +296,10 @@ pub async fn consumer(
     durable_consumer(js, names, stream, consumer).await
 }
 
+/// The largest sync event sent with its object, far below NATS's 1 MiB
+/// payload limit (a Deployment may reach 1.5 MiB in etcd).
+const MAX_SYNC_EVENT: usize = 256 * 1024;
+
 /// Publishes "look at this Deployment again", with the Deployment as it
 /// was `seen` when the event is about it as it is. `message_id`, when
 /// given, lets JetStream drop the same change published twice (see
@@ -315,14 +319,20 @@ pub async fn publish_sync(
         object.metadata.managed_fields = None;
         Box::new(object)
     });
-    let event = SyncEvent {
+    let mut event = SyncEvent {
         namespace: namespace.to_owned(),
         name: name.to_owned(),
         observed_on: chrono::Utc::now(),
         resource_version: seen.and_then(|d| d.metadata.resource_version.clone()),
         object,
     };
-    let mut message = PublishMessage::build().payload(serde_json::to_vec(&event)?.into());
+    let mut payload = serde_json::to_vec(&event)?;
+    if payload.len() > MAX_SYNC_EVENT {
+        // Big annotations, say: the worker reads the object instead.
+        event.object = None;
+        payload = serde_json::to_vec(&event)?;
+    }
+    let mut message = PublishMessage::build().payload(payload.into());
     if let Some(id) = message_id {
         message = message.message_id(id);
     }

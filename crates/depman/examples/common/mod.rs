@@ -134,9 +134,10 @@ pub fn start(
 }
 
 /// The parts of the stack whose CPU a benchmark accounts for, each by a
-/// piece of its processes' command line.
+/// piece of its processes' command line (depman's by its program's name,
+/// which may be a copy such as `depman-old`).
 const PARTS: [(&str, &str); 8] = [
-    ("depman", "/depman "),
+    ("depman", "depman"),
     ("postgres", "postgres"),
     ("nats-server", "nats-server"),
     ("kube-apiserver", "kube-apiserver"),
@@ -165,7 +166,12 @@ impl Cpu {
                 continue;
             };
             let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-            let Some(part) = PARTS.iter().position(|(_, key)| cmdline.contains(key)) else {
+            let program = cmdline.split(' ').next().unwrap_or_default();
+            let program = program.rsplit('/').next().unwrap_or_default();
+            let Some(part) = PARTS.iter().position(|(name, key)| match *name {
+                "depman" => program.starts_with(key),
+                _ => cmdline.contains(key),
+            }) else {
                 continue;
             };
             // Fields after the command name: utime and stime are 12th and 13th.
@@ -194,4 +200,25 @@ impl Cpu {
         shares.push(("all", total));
         shares
     }
+}
+
+/// Waits until no namespace is being deleted: a previous run's cleanup
+/// (its Deployments, ReplicaSets and pods collected by the controllers)
+/// would otherwise be charged to this one.
+pub async fn wait_for_quiet_cluster(client: &Client) -> anyhow::Result<()> {
+    let namespaces = Api::<Namespace>::all(client.clone());
+    for _ in 0..600 {
+        let terminating = namespaces
+            .list(&Default::default())
+            .await?
+            .items
+            .iter()
+            .filter(|ns| ns.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Terminating"))
+            .count();
+        if terminating == 0 {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    anyhow::bail!("namespaces still terminating after 10 minutes")
 }

@@ -139,11 +139,11 @@ async fn changes_made_while_no_watcher_ran_show_when_one_starts() {
         })
         .await;
     }
-    // A rollout's look again (a sync event held back a few seconds) would
-    // read the Deployment without any watcher: none may be left.
-    sync_drained(&app).await;
-
     app.stop_watcher(first).await;
+    // A rollout's look again (a sync event held back a few seconds), or the
+    // stopped watcher's last flush of pod changes, would read the
+    // Deployment without any watcher: none may be left.
+    sync_drained(&app).await;
     cluster
         .deployments()
         .delete("gone", &DeleteParams::default())
@@ -386,5 +386,40 @@ async fn only_the_newest_waiting_sync_event_of_a_deployment_is_kept() {
         .await
         .expect("web's event");
     assert_eq!(newest.sequence, 4, "web's third event, published last");
+    app.finish().await;
+}
+
+/// An event carries the object only while it stays small: a Deployment
+/// with a 300 KB annotation goes without it (the worker reads it), so the
+/// event never meets NATS's payload limit.
+#[tokio::test]
+async fn a_deployment_too_big_to_carry_is_sent_by_name_and_version() {
+    let app = crate::helpers::TestApp::spawn().await;
+    let (js, names) = (&app.deps.js, &app.deps.names);
+    depman::queue::ensure_streams(js, names)
+        .await
+        .expect("streams");
+    let stream = js.get_stream(names.sync_stream()).await.expect("stream");
+    for (name, note) in [("small", "x".repeat(10)), ("big", "x".repeat(300_000))] {
+        let seen: Deployment = serde_json::from_value(json!({
+            "metadata": {"name": name, "namespace": "ns", "resourceVersion": "42",
+                         "annotations": {"note": note}},
+            "spec": {"selector": {}, "template": {}},
+        }))
+        .expect("a Deployment");
+        depman::queue::publish_sync(js, names, "ns", name, None, Some(&seen))
+            .await
+            .expect("published")
+            .await
+            .expect("acknowledged");
+        let message = stream
+            .get_last_raw_message_by_subject(&names.sync_subject("ns", name))
+            .await
+            .expect("the event");
+        let event: depman::queue::SyncEvent =
+            serde_json::from_slice(&message.payload).expect("a sync event");
+        assert_eq!(event.resource_version.as_deref(), Some("42"));
+        assert_eq!(event.object.is_some(), name == "small", "{name}");
+    }
     app.finish().await;
 }
