@@ -74,7 +74,14 @@ async fn measure(
     let rate = setting("BENCH_RATE", 20);
     let depman_bin = std::env::var("DEPMAN_BIN")?;
     let port = common::free_port()?;
-    let mut depman = start_depman(&depman_bin, url, port, run, ns_depman)?;
+    // Watching only its own namespace: the baseline's objects carry depman's
+    // label but are not its.
+    let addr = format!("127.0.0.1:{port}");
+    let env = [
+        ("DEPMAN_HTTP_ADDR", addr.as_str()),
+        ("DEPMAN_WATCH_NAMESPACES", ns_depman),
+    ];
+    let mut depman = common::start(&depman_bin, "all", url, &format!("bench{run}"), &env)?;
     let base = format!("http://127.0.0.1:{port}");
     let http = reqwest::Client::new();
     wait_for_ping(&http, &base).await?;
@@ -187,32 +194,6 @@ async fn measure(
     let _ = depman.0.wait();
     pool.close().await;
     Ok(())
-}
-
-/// `depman all`, watching only its own namespace (the baseline's objects
-/// carry depman's label but are not its), logging at info to
-/// `$TMPDIR/bench-e2e-depman.log`.
-fn start_depman(
-    bin: &str,
-    url: &str,
-    port: u16,
-    run: &str,
-    namespace: &str,
-) -> anyhow::Result<common::Process> {
-    let log = std::env::temp_dir().join("bench-e2e-depman.log");
-    Ok(common::Process(
-        Command::new(bin)
-            .arg("all")
-            .env("DATABASE_URL", url)
-            .env("DEPMAN_HTTP_ADDR", format!("127.0.0.1:{port}"))
-            .env("DEPMAN_PREFIX", format!("bench{run}"))
-            .env("DEPMAN_WATCH_NAMESPACES", namespace)
-            // Measured is the pipeline, not the per-user limit.
-            .env("DEPMAN_RATE_LIMIT", "off")
-            .env("RUST_LOG", "info")
-            .stdout(std::fs::File::create(log)?)
-            .spawn()?,
-    ))
 }
 
 async fn post_all(

@@ -24,7 +24,7 @@ use common::wait_for_ping;
 
 use std::{
     collections::HashMap,
-    process::{Child, Command, Stdio},
+    process::Command,
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
@@ -61,7 +61,18 @@ async fn main() -> anyhow::Result<()> {
     common::create_namespace(&client, &namespace).await?;
     let (mut admin, url) = common::create_database(&admin_url, &database).await?;
     let port = common::free_port()?;
-    let mut depman = start_depman(&depman_bin, &url, port, &run, &namespace)?;
+    let addr = format!("127.0.0.1:{port}");
+    let env = [
+        ("DEPMAN_HTTP_ADDR", addr.as_str()),
+        ("DEPMAN_WATCH_NAMESPACES", namespace.as_str()),
+    ];
+    let mut depman = common::start(
+        &depman_bin,
+        "all",
+        &url,
+        &format!("benchoutcome{run}"),
+        &env,
+    )?;
     let base = format!("http://127.0.0.1:{port}");
     let http = reqwest::Client::new();
     wait_for_ping(&http, &base).await?;
@@ -122,9 +133,9 @@ async fn main() -> anyhow::Result<()> {
     pods.abort();
     deadlines.abort();
     let _ = Command::new("kill")
-        .args(["-TERM", &depman.id().to_string()])
+        .args(["-TERM", &depman.0.id().to_string()])
         .status();
-    let _ = depman.wait();
+    let _ = depman.0.wait();
     common::delete_namespace(&client, &namespace).await?;
     common::drop_database(&mut admin, &database).await?;
     Ok(())
@@ -281,24 +292,4 @@ async fn watch_deadlines(client: Client, namespace: String, shown: Shown) -> any
         }
     }
     Ok(())
-}
-
-fn start_depman(
-    bin: &str,
-    url: &str,
-    port: u16,
-    run: &str,
-    namespace: &str,
-) -> anyhow::Result<Child> {
-    Ok(Command::new(bin)
-        .arg("all")
-        .env("DATABASE_URL", url)
-        .env("DEPMAN_HTTP_ADDR", format!("127.0.0.1:{port}"))
-        .env("DEPMAN_PREFIX", format!("benchoutcome{run}"))
-        .env("DEPMAN_RATE_LIMIT", "off")
-        .env("DEPMAN_WATCH_NAMESPACES", namespace)
-        .env("DEPMAN_METRICS_ADDR", "127.0.0.1:0")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .spawn()?)
 }

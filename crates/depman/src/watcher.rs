@@ -7,11 +7,15 @@
 
 use std::{
     collections::HashSet,
+    fmt::Debug,
     time::{Duration, Instant},
 };
 
 use async_nats::jetstream::{self, context::PublishAckFuture};
-use futures::{StreamExt, TryStreamExt, stream::select_all};
+use futures::{
+    StreamExt, TryStreamExt,
+    stream::{BoxStream, select_all},
+};
 use k8s_openapi::{
     NamespaceResourceScope,
     api::{
@@ -25,6 +29,7 @@ use kube::{
     runtime::{WatchStreamExt, watcher},
 };
 use kube_lease_manager::LeaseManagerBuilder;
+use serde::de::DeserializeOwned;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
@@ -164,6 +169,32 @@ impl Watcher {
         }
     }
 
+    /// Watches of the managed Deployments' pods or ReplicaSets (`K`), by
+    /// their metadata.
+    fn part_watches<K>(
+        &self,
+        config: &watcher::Config,
+    ) -> Vec<BoxStream<'static, watcher::Result<Seen>>>
+    where
+        K: kube::Resource<Scope = NamespaceResourceScope>
+            + Clone
+            + DeserializeOwned
+            + Debug
+            + Send
+            + 'static,
+        K::DynamicType: Default,
+    {
+        self.apis::<PartialObjectMeta<K>>()
+            .into_iter()
+            .map(|api| {
+                watcher(api, config.clone())
+                    .default_backoff()
+                    .map_ok(Seen::part)
+                    .boxed()
+            })
+            .collect()
+    }
+
     /// Watches and publishes; the watches relist on their own after 410 Gone
     /// or a dropped connection, so this only ends when its caller stops it.
     /// The pods and ReplicaSets of managed Deployments are watched too,
@@ -181,24 +212,8 @@ impl Watcher {
                 .map_ok(|event| Seen::Deployment(Box::new(event)))
                 .boxed()
         });
-        let pods = self
-            .apis::<PartialObjectMeta<Pod>>()
-            .into_iter()
-            .map(|api| {
-                watcher(api, config.clone())
-                    .default_backoff()
-                    .map_ok(Seen::part)
-                    .boxed()
-            });
-        let sets = self
-            .apis::<PartialObjectMeta<ReplicaSet>>()
-            .into_iter()
-            .map(|api| {
-                watcher(api, config.clone())
-                    .default_backoff()
-                    .map_ok(Seen::part)
-                    .boxed()
-            });
+        let pods = self.part_watches::<Pod>(&config);
+        let sets = self.part_watches::<ReplicaSet>(&config);
         let mut events = select_all(deployments.chain(pods).chain(sets));
         let mut ticker = tokio::time::interval(self.resync_interval);
         ticker.tick().await;
