@@ -448,3 +448,38 @@ async fn events_follow_transaction_numbers_not_their_text() {
     );
     app.finish().await;
 }
+
+/// With no stream open, the api's feed reads none of the events written
+/// (it moves to the log's head); once a stream is open it reads, and
+/// broadcasts, each new one.
+#[tokio::test]
+async fn the_feed_reads_the_log_only_while_a_stream_is_open() {
+    async fn logged(app: &TestApp) -> u64 {
+        let metrics = reqwest::get(app.url("/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        metrics
+            .lines()
+            .find_map(|line| line.strip_prefix("depman_events_logged_total "))
+            .and_then(|count| count.trim().parse().ok())
+            .expect("depman_events_logged_total")
+    }
+    let app = TestApp::spawn().await;
+    for name in ["a", "b", "c"] {
+        created(&app, "alice", name).await;
+    }
+    events_eventually(&app, "alice", "", 3).await;
+    // The feed looks at the log at least every second.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(logged(&app).await, 0, "no stream, no event read");
+
+    let mut stream = EventStream::open(&app, "alice", "", None).await;
+    created(&app, "alice", "d").await;
+    let event = stream.next(Duration::from_secs(5)).await.expect("d");
+    assert_eq!(event.data["data"]["name"], "d");
+    assert!(logged(&app).await >= 1, "read once a stream is open");
+    app.finish().await;
+}
