@@ -111,12 +111,7 @@ async fn responses_carry_the_request_id_and_metrics_count_them() {
         "a uuid is made up"
     );
 
-    let metrics = reqwest::get(app.url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.text("/metrics").await;
     assert!(
         metrics.contains(
             r#"depman_http_requests_total{method="GET",route="/api/v1/deployments",status="200"} 2"#

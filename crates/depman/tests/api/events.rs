@@ -455,13 +455,8 @@ async fn events_follow_transaction_numbers_not_their_text() {
 #[tokio::test]
 async fn the_feed_reads_the_log_only_while_a_stream_is_open() {
     async fn logged(app: &TestApp) -> u64 {
-        let metrics = reqwest::get(app.url("/metrics"))
+        app.text("/metrics")
             .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        metrics
             .lines()
             .find_map(|line| line.strip_prefix("depman_events_logged_total "))
             .and_then(|count| count.trim().parse().ok())

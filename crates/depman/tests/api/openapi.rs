@@ -32,12 +32,7 @@ const ROUTES: [(&str, &str); 20] = [
 #[tokio::test]
 async fn the_served_document_is_valid_openapi_3_with_every_route() {
     let app = TestApp::spawn().await;
-    let text = reqwest::get(app.url("/api-docs/openapi.json"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.text("/api-docs/openapi.json").await;
     let spec = oas3::from_json(&text).expect("a valid OpenAPI 3.1 document");
     assert!(spec.openapi.starts_with("3."), "{}", spec.openapi);
 

@@ -594,6 +594,16 @@ impl TestApp {
         format!("http://{}{path}", self.addr)
     }
 
+    /// The text of `path`, fetched without a user.
+    pub async fn text(&self, path: &str) -> String {
+        reqwest::get(self.url(path))
+            .await
+            .expect("the api answers")
+            .text()
+            .await
+            .expect("a body")
+    }
+
     /// A request as `user`, without a body: with their token when the api
     /// takes tokens, else `X-User-ID`.
     pub fn request(&self, method: Method, path: &str, user: &str) -> RequestBuilder {
