@@ -423,3 +423,48 @@ async fn a_deployment_too_big_to_carry_is_sent_by_name_and_version() {
     }
     app.finish().await;
 }
+
+/// An installation whose sync stream predates the one-event limit gets it
+/// at its next start: the stream is updated in place, messages kept.
+#[tokio::test]
+async fn an_existing_sync_stream_takes_the_one_event_limit_in_place() {
+    use async_nats::jetstream::stream;
+
+    let app = crate::helpers::TestApp::spawn().await;
+    let (js, names) = (&app.deps.js, &app.deps.names);
+    // The api's relay makes the streams at its start, once: replaced here
+    // by the stream as an older depman made it.
+    let mut made = false;
+    for _ in 0..100 {
+        made = js.get_stream(names.sync_stream()).await.is_ok();
+        if made {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(made, "the relay made the streams");
+    js.delete_stream(names.sync_stream())
+        .await
+        .expect("deleted");
+    js.create_stream(stream::Config {
+        name: names.sync_stream(),
+        subjects: vec![names.sync_subject("*", "*")],
+        retention: stream::RetentionPolicy::WorkQueue,
+        ..Default::default()
+    })
+    .await
+    .expect("the stream as it was");
+    depman::queue::publish_sync(js, names, "ns", "web", None, None)
+        .await
+        .expect("published")
+        .await
+        .expect("acknowledged");
+    depman::queue::ensure_streams(js, names)
+        .await
+        .expect("updated");
+    let mut stream = js.get_stream(names.sync_stream()).await.expect("stream");
+    let info = stream.info().await.expect("info");
+    assert_eq!(info.config.max_messages_per_subject, 1);
+    assert_eq!(info.state.messages, 1, "what waited is kept");
+    app.finish().await;
+}
