@@ -11,19 +11,17 @@
 //!   applied straight to the API server with kube-rs server-side apply at the
 //!   same concurrency, in a namespace of their own.
 //!
-//! Each run starts on a quiet cluster (the previous one's Deployments all
-//! available). Prints depman/baseline throughput as a ratio, and the CPU
-//! each part of the stack spent per CREATE until its Deployment was
-//! available: on one machine the parts share the cores, so what depman,
-//! PostgreSQL and NATS spend is taken from the API server's share.
+//! Each run starts on a quiet cluster: no namespace being deleted, and
+//! the baseline only once depman's Deployments are all available. Prints
+//! depman/baseline throughput as a ratio, and the CPU each part of the
+//! stack spent per CREATE within the timed window and until its Deployment
+//! was available: on one machine the parts share the cores, so what
+//! depman, PostgreSQL and NATS spend is taken from the API server's share.
 
 mod common;
 use common::{Cpu, setting, wait_for_ping};
 
-use std::{
-    process::Command,
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
 use depman::{domain::spec::DeploymentInput, kubernetes};
 use futures::{StreamExt, stream};
@@ -196,10 +194,7 @@ async fn measure(
     );
     println!("  depman    POST-to-SUCCESS p50 {p50:.1} ms  p99 {p99:.1} ms");
 
-    let _ = Command::new("kill")
-        .args(["-TERM", &depman.0.id().to_string()])
-        .status();
-    let _ = depman.0.wait();
+    depman.stop();
     pool.close().await;
     Ok(())
 }

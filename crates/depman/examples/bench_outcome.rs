@@ -24,7 +24,6 @@ use common::wait_for_ping;
 
 use std::{
     collections::HashMap,
-    process::Command,
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
@@ -132,10 +131,7 @@ async fn main() -> anyhow::Result<()> {
 
     pods.abort();
     deadlines.abort();
-    let _ = Command::new("kill")
-        .args(["-TERM", &depman.0.id().to_string()])
-        .status();
-    let _ = depman.0.wait();
+    depman.stop();
     common::delete_namespace(&client, &namespace).await?;
     common::drop_database(&mut admin, &database).await?;
     Ok(())

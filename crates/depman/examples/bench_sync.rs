@@ -61,14 +61,6 @@ impl Roles {
     }
 }
 
-fn stop(process: &mut common::Process) {
-    let child = &mut process.0;
-    let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
-    let _ = child.wait();
-}
-
 fn rss_mib(process: &common::Process) -> f64 {
     let status =
         std::fs::read_to_string(format!("/proc/{}/status", process.0.id())).unwrap_or_default();
@@ -206,7 +198,7 @@ async fn measure(
     churning.abort();
 
     // Resync: changes made while no watcher runs, then a watcher started.
-    stop(&mut watcher);
+    watcher.stop();
     let changed = (churn..count - samples).collect::<Vec<_>>();
     let patches = changed.iter().map(|i| {
         let api_k8s = api_k8s.clone();
@@ -255,7 +247,7 @@ async fn measure(
     );
 
     for child in [&mut watcher, &mut worker, &mut api] {
-        stop(child);
+        child.stop();
     }
     pool.close().await;
     Ok(())

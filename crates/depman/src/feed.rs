@@ -119,8 +119,8 @@ impl EventFeed {
     /// With no stream open in this process, moves `position` to the head
     /// of the log without reading the events before it: a stream reads the
     /// log itself from where it starts, and takes from the broadcast only
-    /// what comes after. Reading them anyway cost the api seconds of CPU
-    /// after a burst of writes (110,000 events in make bench-list). True
+    /// what comes after. Reading them anyway cost the api about a second
+    /// of CPU for a burst of 110,000 events (make bench-list's seed). True
     /// if it moved; not when a stream opened meanwhile, which may have
     /// read the log to a point before the head and waits for the rest.
     async fn skip_to_head(

@@ -102,6 +102,16 @@ pub fn percentile(samples: &[f64], quantile: f64) -> f64 {
 /// fails half-way leaves nothing running (and no pipe held open).
 pub struct Process(pub Child);
 
+impl Process {
+    /// Stops it as an orchestrator would (SIGTERM), and waits for it.
+    pub fn stop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status();
+        let _ = self.0.wait();
+    }
+}
+
 impl Drop for Process {
     fn drop(&mut self) {
         let _ = self.0.kill();
