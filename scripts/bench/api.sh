@@ -5,7 +5,8 @@
 # same concurrency. Prints api/baseline throughput as a ratio.
 # Knobs: BENCH_DURATION (s per step), BENCH_CONCURRENCY ("1 16 64"),
 # BENCH_RUST_LOG (the api's log filter, default info: warn shows what the
-# per-request log line costs).
+# per-request log line costs), DEPMAN_BIN (a depman binary to measure instead
+# of the checkout's).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 . .devenv/env.sh
@@ -16,8 +17,7 @@ PORT=${BENCH_PORT:-18090}
 . scripts/bench/lib.sh
 
 install_from_debian wrk wrk
-cargo build --locked --release --bin depman -q
-depman=${CARGO_TARGET_DIR:-target}/release/depman
+build_depman
 fresh_database bench_api
 start_api "$depman" "$PORT"
 # The first request creates the user; the baseline uses the same one.

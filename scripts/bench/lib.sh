@@ -12,6 +12,17 @@ install_from_debian() { # command package
   apt-get install -y -qq "$2" >/dev/null || { apt-get update -qq && apt-get install -y -qq "$2" >/dev/null; }
 }
 
+# Sets `depman`: the release build of the checkout, or DEPMAN_BIN when set
+# (another build, to compare two in one sitting).
+build_depman() {
+  if [[ -n ${DEPMAN_BIN:-} ]]; then
+    depman=$DEPMAN_BIN
+  else
+    cargo build --locked --release --bin depman -q
+    depman=${CARGO_TARGET_DIR:-target}/release/depman
+  fi
+}
+
 # A database and streams named after `name` and this second; sets
 # `database`, `bench_url` and DEPMAN_PREFIX, and removes them on exit.
 fresh_database() { # name

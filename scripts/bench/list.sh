@@ -5,7 +5,8 @@
 # same run: pgbench running the query that answers the route, its filters
 # written in (the plan PostgreSQL would pick for that very page), at the same
 # concurrency. Prints throughput, p50 and p99 of both and api/baseline.
-# Knobs: BENCH_DURATION (s per route), BENCH_CLIENTS (16).
+# Knobs: BENCH_DURATION (s per route), BENCH_CLIENTS (16), DEPMAN_BIN (a
+# depman binary to measure instead of the checkout's).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 . .devenv/env.sh
@@ -16,8 +17,7 @@ PORT=${BENCH_PORT:-18091}
 . scripts/bench/lib.sh
 
 install_from_debian wrk wrk
-cargo build --locked --release --bin depman -q
-depman=${CARGO_TARGET_DIR:-target}/release/depman
+build_depman
 fresh_database bench_list
 start_api "$depman" "$PORT"
 seeding=$(date +%s%N)

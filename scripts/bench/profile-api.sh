@@ -23,8 +23,7 @@ install_from_debian perf linux-perf
 export CARGO_PROFILE_RELEASE_DEBUG=line-tables-only
 export RUSTFLAGS="${RUSTFLAGS:-} -C force-frame-pointers=yes"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-target}/profile"
-cargo build --locked --release --bin depman -q
-depman=$CARGO_TARGET_DIR/release/depman
+build_depman
 
 if [[ $(psql -qAt "$DEPMAN_PG_ADMIN dbname=postgres" -c "SHOW shared_preload_libraries") != *pg_stat_statements* ]]; then
   echo "PostgreSQL was started without pg_stat_statements: run make env-down, then make env" >&2
