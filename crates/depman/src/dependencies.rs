@@ -25,6 +25,7 @@ impl Dependencies {
         install_crypto_provider();
         let pool = db::pool(&settings.database)?;
         db::migrate(&pool, Duration::from_secs(60)).await?;
+        db::warm(&pool).await;
         let servers: Vec<&str> = (settings.nats.nats_url.split(','))
             .map(str::trim)
             .filter(|server| !server.is_empty())
@@ -36,12 +37,12 @@ impl Dependencies {
             .await?;
         let js = jetstream::new(nats.clone());
         Ok(Self {
+            metrics: Metrics::with_pool(&pool),
             pool,
             nats,
             js,
             names: Names::new(&settings.nats.prefix)
                 .with_replicas(settings.nats.stream_replicas.into()),
-            metrics: Metrics::default(),
         })
     }
 }

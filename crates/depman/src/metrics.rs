@@ -4,15 +4,18 @@
 use std::sync::Arc;
 
 use prometheus_client::{
-    encoding::{EncodeLabelSet, text::encode},
+    collector::Collector,
+    encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric, text::encode},
     metrics::{
+        MetricType,
         counter::Counter,
         family::Family,
-        gauge::Gauge,
+        gauge::{ConstGauge, Gauge},
         histogram::{Histogram, exponential_buckets},
     },
     registry::Registry,
 };
+use sqlx::PgPool;
 
 #[derive(Clone)]
 pub struct Metrics {
@@ -27,7 +30,19 @@ pub struct Metrics {
 
 impl Default for Metrics {
     fn default() -> Self {
+        Self::build(Registry::with_prefix("depman"))
+    }
+}
+
+impl Metrics {
+    /// Every metric, and the connections of `pool` read at each scrape.
+    pub fn with_pool(pool: &PgPool) -> Self {
         let mut registry = Registry::with_prefix("depman");
+        registry.register_collector(Box::new(PoolConnections(pool.clone())));
+        Self::build(registry)
+    }
+
+    fn build(mut registry: Registry) -> Self {
         let http = HttpMetrics::register(&mut registry);
         let relay = RelayMetrics::register(&mut registry);
         let worker = WorkerMetrics::register(&mut registry);
@@ -52,6 +67,28 @@ impl Metrics {
         let mut body = String::new();
         encode(&mut body, &self.registry)?;
         Ok(body)
+    }
+}
+
+/// The PostgreSQL pool's connections by state, as a scrape finds them: a
+/// pool whose `idle` stays at 0 makes requests wait for a connection.
+#[derive(Debug)]
+struct PoolConnections(PgPool);
+
+impl Collector for PoolConnections {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let (size, idle) = (self.0.size(), self.0.num_idle() as u32);
+        let mut family = encoder.encode_descriptor(
+            "db_connections",
+            "Open PostgreSQL connections of the pool, by state",
+            None,
+            MetricType::Gauge,
+        )?;
+        for (state, count) in [("idle", idle), ("in_use", size.saturating_sub(idle))] {
+            let labels = [("state", state)];
+            ConstGauge::new(i64::from(count)).encode(family.encode_family(&labels)?)?;
+        }
+        Ok(())
     }
 }
 

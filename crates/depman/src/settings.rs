@@ -144,6 +144,25 @@ pub struct DatabaseSettings {
     /// flight.
     #[arg(long, env = "DEPMAN_DB_MAX_CONNECTIONS", default_value_t = 40, value_parser = clap::value_parser!(u32).range(2..))]
     pub db_max_connections: u32,
+
+    /// Connections opened at start and kept open; default: as many as
+    /// `DEPMAN_DB_MAX_CONNECTIONS` (a pool of fixed size). Fewer leaves a
+    /// request that finds none idle to wait while one is opened.
+    #[arg(long, env = "DEPMAN_DB_MIN_CONNECTIONS")]
+    pub db_min_connections: Option<u32>,
+}
+
+impl DatabaseSettings {
+    /// The connections to keep open, at most the pool's size.
+    pub fn min_connections(&self) -> anyhow::Result<u32> {
+        let min = self.db_min_connections.unwrap_or(self.db_max_connections);
+        anyhow::ensure!(
+            min <= self.db_max_connections,
+            "DEPMAN_DB_MIN_CONNECTIONS ({min}) is more than DEPMAN_DB_MAX_CONNECTIONS ({})",
+            self.db_max_connections
+        );
+        Ok(min)
+    }
 }
 
 #[derive(Debug, Clone, Args)]
@@ -407,5 +426,21 @@ mod tests {
         for bad in ["", "a.b", "a b", "a>", "a*", &"x".repeat(33)] {
             assert!(parse_prefix(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn the_pool_keeps_all_its_connections_unless_told_fewer_and_never_more() {
+        let database = |max, min| DatabaseSettings {
+            database_url: Secret::from(String::new()),
+            db_max_connections: max,
+            db_min_connections: min,
+        };
+        assert_eq!(database(40, None).min_connections().unwrap(), 40);
+        assert_eq!(database(40, Some(4)).min_connections().unwrap(), 4);
+        let error = database(10, Some(11)).min_connections().unwrap_err();
+        assert!(
+            error.to_string().contains("DEPMAN_DB_MIN_CONNECTIONS (11)"),
+            "{error}"
+        );
     }
 }

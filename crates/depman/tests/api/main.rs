@@ -14,6 +14,7 @@ mod migrations;
 mod openapi;
 mod outage;
 mod ownership;
+mod pool;
 mod reads;
 mod schema;
 mod webhooks;

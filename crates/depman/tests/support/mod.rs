@@ -305,6 +305,10 @@ impl TestApp {
             database: DatabaseSettings {
                 database_url: Secret::from(url.to_owned()),
                 db_max_connections: 20,
+                // Enough for the pool test to tell kept connections from
+                // those the api's own tasks open; fewer than twenty for each
+                // of the many test starts.
+                db_min_connections: Some(8),
             },
             nats: NatsSettings {
                 nats_url: nats_url.to_owned(),
