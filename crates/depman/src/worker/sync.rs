@@ -34,6 +34,9 @@ use crate::{
 /// The longest a sync event is held back to be looked at again.
 const RECHECK_AT_MOST: Duration = Duration::from_secs(60);
 
+/// How soon a rollout whose pods could not be read is looked at again.
+const DIAGNOSIS_RETRY: Duration = Duration::from_secs(5);
+
 /// What the sync made of an event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Synced {
@@ -62,9 +65,10 @@ impl Synced {
 /// change whose version a settled (`CREATED`) row already holds needs
 /// nothing: nothing of the object, nor of its requests, can have changed
 /// since. Another first delivery that carries the object records it as the
-/// watch saw it: a newer change has an event of its own, and the row never
-/// takes an older version. The rest read the live object (a redelivery is
-/// a look again, asked for by a rollout's timer: what it carries is old).
+/// watch saw it: a newer change has an event of its own. The rest read the
+/// live object (a redelivery is a look again, asked for by a rollout's
+/// timer: what it carries is old), and so does an event whose object is
+/// older than the row, which the row does not take.
 pub async fn sync(ctx: &Context, event: &SyncEvent, first: bool) -> anyhow::Result<Synced> {
     if first
         && let Some(version) = &event.resource_version
@@ -73,7 +77,13 @@ pub async fn sync(ctx: &Context, event: &SyncEvent, first: bool) -> anyhow::Resu
         return Ok(Synced::Unchanged);
     }
     if first && let Some(seen) = &event.object {
-        return record(ctx, &event.namespace, &event.name, seen).await;
+        let synced = record(ctx, &event.namespace, &event.name, seen).await?;
+        // Refused as older than the row: only the newest event of a
+        // Deployment waits in the stream, so this one may have replaced a
+        // look-again whose timer must go on. What is live says.
+        if synced != Synced::Unchanged {
+            return Ok(synced);
+        }
     }
     let api: Api<Deployment> = Api::namespaced(ctx.kube.clone(), &event.namespace);
     let live =
@@ -127,7 +137,11 @@ pub async fn record(
             .await
             .unwrap_or_else(|error| {
                 tracing::warn!(error = format!("{error:#}"), name = %name, "reading a rollout's pods failed");
-                Diagnosis::default()
+                // Soon again: this event may hold the rollout's only timer.
+                Diagnosis {
+                    failure: None,
+                    recheck: Some(DIAGNOSIS_RETRY),
+                }
             }),
     };
     let failure = diagnosis.failure.as_ref();

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::ResourceQuota;
+use k8s_openapi::api::core::v1::{Pod, ResourceQuota};
 use kube::{
     Api,
     api::{Patch, PatchParams},
@@ -216,6 +216,63 @@ async fn a_pod_that_fits_no_node_fails_as_unschedulable() {
         json!({"resources": {"requests": {"cpu": "5000"}}}),
     )
     .await;
+    assert_eq!(state(&failed), "FAILED", "{failed}");
+    assert_eq!(failed["rollout"]["reason"], "Unschedulable", "{failed}");
+    app.finish().await;
+    cluster.finish().await;
+}
+
+/// Only the newest sync event of a Deployment waits in the stream, so one
+/// carrying an object older than the row (a resync's list, say) can take
+/// the place of a rollout's look-again. The worker then reads the live
+/// Deployment, and the rollout still ends. No watcher runs here: the old
+/// object is the only event.
+#[tokio::test]
+async fn an_event_older_than_the_row_still_has_the_rollout_looked_at() {
+    let cluster = Cluster::with_namespace().await;
+    let mut app = TestApp::spawn().await;
+    app.start_worker(cluster.client.clone(), 8, Duration::from_millis(200));
+    let mut body = deployment("web", &cluster.namespace);
+    body["resources"] = json!({"requests": {"cpu": "5000"}});
+    let (status, created) = status_and_json(app.create("alice", &body).await).await;
+    assert_eq!(status, 202, "{created}");
+    let id = created["id"].as_str().expect("an id");
+    app.request_until("alice", id, WITHIN, |r| r["status"] == "SUCCESS")
+        .await;
+    let pods: Api<Pod> = Api::namespaced(cluster.client.clone(), &cluster.namespace);
+    let mut seen = loop {
+        let live = cluster.deployments().get("web").await.expect("web");
+        let observed = live.status.as_ref().and_then(|s| s.observed_generation);
+        let pending = pods.list(&Default::default()).await.expect("pods").items;
+        let unscheduled = pending
+            .iter()
+            .flat_map(|pod| pod.status.iter())
+            .any(|status| {
+                let conditions = status.conditions.iter().flatten();
+                conditions
+                    .into_iter()
+                    .any(|c| c.type_ == "PodScheduled" && c.status == "False")
+            });
+        if observed >= live.metadata.generation && unscheduled {
+            break live;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    seen.metadata.resource_version = Some("1".to_owned());
+    depman::queue::publish_sync(
+        &app.deps.js,
+        &app.deps.names,
+        &cluster.namespace,
+        "web",
+        None,
+        Some(&seen),
+    )
+    .await
+    .expect("published")
+    .await
+    .expect("acknowledged");
+
+    let failed = app.request_until("alice", id, WITHIN, ended).await;
     assert_eq!(state(&failed), "FAILED", "{failed}");
     assert_eq!(failed["rollout"]["reason"], "Unschedulable", "{failed}");
     app.finish().await;
