@@ -7,7 +7,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     api::Api,
-    db,
+    db::{self, pool_size},
     dependencies::Dependencies,
     dlq, kubernetes,
     settings::{
@@ -33,7 +33,7 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
             api,
             webhooks,
         } => {
-            let deps = Dependencies::connect(&common).await?;
+            let deps = Dependencies::connect(&common, pool_size::API).await?;
             Api::build(&deps, &api, &webhooks)
                 .await?
                 .run_until_stopped(stop)
@@ -45,7 +45,7 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
             operations,
             webhooks,
         } => {
-            let deps = Dependencies::connect(&common).await?;
+            let deps = Dependencies::connect(&common, pool_size::WORKER).await?;
             let role = Worker::build(&deps, kubernetes::client().await?, &worker, &webhooks)?;
             with_operations(&deps, &operations, stop, |stop| role.run(stop)).await
         }
@@ -54,7 +54,7 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
             watcher,
             operations,
         } => {
-            let deps = Dependencies::connect(&common).await?;
+            let deps = Dependencies::connect(&common, pool_size::WATCHER).await?;
             let role = Watcher::build(&deps, kubernetes::client().await?, &watcher);
             with_operations(&deps, &operations, stop, |stop| role.run(stop)).await
         }
@@ -66,12 +66,13 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
             webhooks,
         } => run_all(&common, &api, &worker, &watcher, &webhooks, stop).await,
         Command::Migrate { database } => {
-            db::migrate(&db::pool(&database)?, Duration::from_secs(60)).await?;
+            let pool = db::pool(&database, pool_size::TOOL)?;
+            db::migrate(&pool, Duration::from_secs(60)).await?;
             tracing::info!("migrations applied");
             Ok(())
         }
         Command::Dlq { common, command } => {
-            let deps = Dependencies::connect(&common).await?;
+            let deps = Dependencies::connect(&common, pool_size::TOOL).await?;
             dlq::run(&deps, command).await
         }
     }
@@ -111,7 +112,7 @@ async fn run_all(
     webhooks: &WebhookSettings,
     stop: CancellationToken,
 ) -> anyhow::Result<()> {
-    let deps = Dependencies::connect(common).await?;
+    let deps = Dependencies::connect(common, pool_size::ALL).await?;
     let kube = kubernetes::client().await?;
     let api = Api::build(&deps, api, webhooks).await?;
     let worker = Worker::build(&deps, kube.clone(), worker, webhooks)?;

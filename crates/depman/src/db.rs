@@ -11,17 +11,37 @@ use crate::settings::DatabaseSettings;
 /// each migration once.
 pub static MIGRATOR: Migrator = sqlx::migrate!();
 
+/// Each role's pool size unless `DEPMAN_DB_MAX_CONNECTIONS` is set. Small
+/// pools are faster: the pool hands its idle connections out oldest first,
+/// so each is used in turn, and 40 of them cost the api 10 to 15 % of its
+/// throughput at one client against 16 (make bench-api), where 16 held the
+/// p99 at 16 clients to 15 to 17 ms against 21 to 31 ms with 40.
+pub mod pool_size {
+    /// A connection per request in flight, and three held by the relay's,
+    /// the feed's and the waiters' `LISTEN`.
+    pub const API: u32 = 16;
+    /// Two per request in flight at the default concurrency of 16.
+    pub const WORKER: u32 = 40;
+    /// Reads the database only to resync.
+    pub const WATCHER: u32 = 4;
+    /// The api, the worker and the watcher in one process.
+    pub const ALL: u32 = 40;
+    /// `depman migrate` and `depman dlq`.
+    pub const TOOL: u32 = 2;
+}
+
 /// A pool that connects on first use: the process starts (and answers 503)
 /// while PostgreSQL is down, and recovers when it is back. [`warm`] opens
 /// its kept connections.
-pub fn pool(settings: &DatabaseSettings) -> anyhow::Result<PgPool> {
+pub fn pool(settings: &DatabaseSettings, role_size: u32) -> anyhow::Result<PgPool> {
+    let (max, min) = settings.pool_size(role_size)?;
     let pool = PgPoolOptions::new()
-        .max_connections(settings.db_max_connections)
+        .max_connections(max)
         // Kept open, and reopened in the background when one closes (its
         // lifetime is up, or PostgreSQL restarted): a request that finds no
         // idle connection opens one itself, which took 0.1 to 2 s on a busy
         // machine (make bench-list).
-        .min_connections(settings.min_connections()?)
+        .min_connections(min)
         .acquire_timeout(Duration::from_secs(3))
         // The default, 2 s, hides most of a wait that already hurts.
         .acquire_slow_threshold(Duration::from_millis(250))

@@ -20,10 +20,10 @@ pub struct Dependencies {
 impl Dependencies {
     /// Connects lazily where it can: the process starts while PostgreSQL or
     /// NATS is down, and catches up when they are back. Applies pending
-    /// migrations first.
-    pub async fn connect(settings: &CommonSettings) -> anyhow::Result<Self> {
+    /// migrations first. `pool_size` is the role's (`db::pool_size`).
+    pub async fn connect(settings: &CommonSettings, pool_size: u32) -> anyhow::Result<Self> {
         install_crypto_provider();
-        let pool = db::pool(&settings.database)?;
+        let pool = db::pool(&settings.database, pool_size)?;
         db::migrate(&pool, Duration::from_secs(60)).await?;
         db::warm(&pool).await;
         let servers: Vec<&str> = (settings.nats.nats_url.split(','))

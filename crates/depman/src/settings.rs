@@ -140,28 +140,29 @@ pub struct DatabaseSettings {
     )]
     pub database_url: Secret,
 
-    /// Most connections the pool opens. A worker needs two per request in
-    /// flight.
-    #[arg(long, env = "DEPMAN_DB_MAX_CONNECTIONS", default_value_t = 40, value_parser = clap::value_parser!(u32).range(2..))]
-    pub db_max_connections: u32,
+    /// Most connections the pool opens; default: sized for the role (see
+    /// `db::pool_size`). A worker needs two per request in flight.
+    #[arg(long, env = "DEPMAN_DB_MAX_CONNECTIONS", value_parser = clap::value_parser!(u32).range(2..))]
+    pub db_max_connections: Option<u32>,
 
-    /// Connections opened at start and kept open; default: as many as
-    /// `DEPMAN_DB_MAX_CONNECTIONS` (a pool of fixed size). Fewer leaves a
-    /// request that finds none idle to wait while one is opened.
+    /// Connections opened at start and kept open; default: the pool's size
+    /// (a pool of fixed size). Fewer leaves a request that finds none idle
+    /// to wait while one is opened.
     #[arg(long, env = "DEPMAN_DB_MIN_CONNECTIONS")]
     pub db_min_connections: Option<u32>,
 }
 
 impl DatabaseSettings {
-    /// The connections to keep open, at most the pool's size.
-    pub fn min_connections(&self) -> anyhow::Result<u32> {
-        let min = self.db_min_connections.unwrap_or(self.db_max_connections);
+    /// The pool's size, `role_size` unless set, and how many of its
+    /// connections to keep open.
+    pub fn pool_size(&self, role_size: u32) -> anyhow::Result<(u32, u32)> {
+        let max = self.db_max_connections.unwrap_or(role_size);
+        let min = self.db_min_connections.unwrap_or(max);
         anyhow::ensure!(
-            min <= self.db_max_connections,
-            "DEPMAN_DB_MIN_CONNECTIONS ({min}) is more than DEPMAN_DB_MAX_CONNECTIONS ({})",
-            self.db_max_connections
+            min <= max,
+            "DEPMAN_DB_MIN_CONNECTIONS ({min}) is more than the pool's size ({max})"
         );
-        Ok(min)
+        Ok((max, min))
     }
 }
 
@@ -429,17 +430,18 @@ mod tests {
     }
 
     #[test]
-    fn the_pool_keeps_all_its_connections_unless_told_fewer_and_never_more() {
+    fn the_pool_is_sized_for_the_role_unless_set_and_keeps_all_unless_told_fewer() {
         let database = |max, min| DatabaseSettings {
             database_url: Secret::from(String::new()),
             db_max_connections: max,
             db_min_connections: min,
         };
-        assert_eq!(database(40, None).min_connections().unwrap(), 40);
-        assert_eq!(database(40, Some(4)).min_connections().unwrap(), 4);
-        let error = database(10, Some(11)).min_connections().unwrap_err();
+        assert_eq!(database(None, None).pool_size(16).unwrap(), (16, 16));
+        assert_eq!(database(Some(40), None).pool_size(16).unwrap(), (40, 40));
+        assert_eq!(database(Some(40), Some(4)).pool_size(16).unwrap(), (40, 4));
+        let error = database(None, Some(17)).pool_size(16).unwrap_err();
         assert!(
-            error.to_string().contains("DEPMAN_DB_MIN_CONNECTIONS (11)"),
+            error.to_string().contains("DEPMAN_DB_MIN_CONNECTIONS (17)"),
             "{error}"
         );
     }

@@ -304,7 +304,7 @@ impl TestApp {
         let common = CommonSettings {
             database: DatabaseSettings {
                 database_url: Secret::from(url.to_owned()),
-                db_max_connections: 20,
+                db_max_connections: Some(20),
                 // Enough for the pool test to tell kept connections from
                 // those the api's own tasks open; fewer than twenty for each
                 // of the many test starts.
@@ -317,7 +317,9 @@ impl TestApp {
             },
         };
         settings.http_addr = "127.0.0.1:0".parse().expect("an address");
-        let deps = Dependencies::connect(&common).await.expect("dependencies");
+        let deps = Dependencies::connect(&common, depman::db::pool_size::API)
+            .await
+            .expect("dependencies");
         let api = Api::build(&deps, &settings, &test_webhooks())
             .await
             .expect("the api starts");
