@@ -517,6 +517,19 @@ impl TestApp {
         }
     }
 
+    /// Publishes the sync event a watcher would for `seen`, carrying it,
+    /// once JetStream has it.
+    pub async fn publish_seen(&self, seen: &k8s_openapi::api::apps::v1::Deployment) {
+        let namespace = seen.metadata.namespace.as_deref().expect("a namespace");
+        let name = seen.metadata.name.as_deref().expect("a name");
+        let (js, names) = (&self.deps.js, &self.deps.names);
+        depman::queue::publish_sync(js, names, namespace, name, None, Some(seen))
+            .await
+            .expect("published")
+            .await
+            .expect("acknowledged");
+    }
+
     /// Waits until request `id` of `user` satisfies `check`, and returns it.
     pub async fn request_until(
         &self,

@@ -259,18 +259,7 @@ async fn an_event_older_than_the_row_still_has_the_rollout_looked_at() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     seen.metadata.resource_version = Some("1".to_owned());
-    depman::queue::publish_sync(
-        &app.deps.js,
-        &app.deps.names,
-        &cluster.namespace,
-        "web",
-        None,
-        Some(&seen),
-    )
-    .await
-    .expect("published")
-    .await
-    .expect("acknowledged");
+    app.publish_seen(&seen).await;
 
     let failed = app.request_until("alice", id, WITHIN, ended).await;
     assert_eq!(state(&failed), "FAILED", "{failed}");

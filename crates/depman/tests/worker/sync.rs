@@ -338,18 +338,7 @@ async fn a_watched_change_is_recorded_from_the_object_it_carries() {
         .unwrap();
     seen.spec.replicas = Some(7);
     seen.metadata.resource_version = Some((live_version + 1_000_000).to_string());
-    depman::queue::publish_sync(
-        &app.deps.js,
-        &app.deps.names,
-        &cluster.namespace,
-        "web",
-        None,
-        Some(&seen),
-    )
-    .await
-    .expect("published")
-    .await
-    .expect("acknowledged");
+    app.publish_seen(&seen).await;
     let recorded = app
         .deployment_until("sam", "web", Duration::from_secs(10), |d| {
             d["replicas"] == 7
