@@ -174,7 +174,14 @@ async fn diagnose(
     identifier: &str,
     live: &Deployment,
 ) -> anyhow::Result<Diagnosis> {
-    let params = ListParams::default().labels(&format!("{IDENTIFIER_LABEL}={identifier}"));
+    // From the API server's watch cache as it is (`resourceVersion=0`): a
+    // consistent list waits for the cache to catch up with etcd, which for
+    // pods that nothing changes took 74 to 80 ms per call (make
+    // bench-scale). A pod change the cache has not shown yet comes back as
+    // an event of its own.
+    let params = ListParams::default()
+        .labels(&format!("{IDENTIFIER_LABEL}={identifier}"))
+        .match_any();
     let sets = Api::<ReplicaSet>::namespaced(ctx.kube.clone(), namespace)
         .list(&params)
         .await
