@@ -478,3 +478,68 @@ async fn the_feed_reads_the_log_only_while_a_stream_is_open() {
     assert!(logged(&app).await >= 1, "read once a stream is open");
     app.finish().await;
 }
+
+/// Between a request's apply and its record, the sync may record the object
+/// twice (its creation, then its controller's first status): counts that
+/// move then are the request's rollout, not a change made outside depman.
+/// Once no request is applied nor its rollout followed, the same kind of
+/// write is one.
+#[tokio::test]
+async fn counts_that_move_while_a_request_is_applied_are_no_outside_change() {
+    use depman::{
+        domain::status::{DeploymentStatus, Health, RequestStatus},
+        store::{deployments, requests},
+    };
+    let app = TestApp::spawn().await;
+    let request = created(&app, "alice", "web").await;
+    let id: uuid::Uuid = request["id"].as_str().unwrap().parse().unwrap();
+    let namespace = request["namespace"].as_str().unwrap().to_owned();
+    let identifier = request["identifier"].as_str().unwrap().to_owned();
+    let live = |version: &str, ready: i32| deployments::Live {
+        image: request["image"].as_str().map(str::to_owned),
+        status: DeploymentStatus::Updating,
+        health: Health::Progressing,
+        health_reason: None,
+        health_message: None,
+        replicas: 2,
+        ready_replicas: ready,
+        available_replicas: ready,
+        updated_replicas: ready,
+        generation: 1,
+        observed_generation: 1,
+        conditions: Vec::new(),
+        resource_version: version.to_owned(),
+        metadata: json!({"annotations": {"depman.io/request-id": id.to_string()}}),
+    };
+    let record = |live: deployments::Live| {
+        let (pool, namespace, identifier) =
+            (app.pool.clone(), namespace.clone(), identifier.clone());
+        async move {
+            assert!(
+                deployments::record_live(&pool, &namespace, &identifier, &live)
+                    .await
+                    .unwrap()
+            );
+        }
+    };
+    assert!(requests::start_applying(&app.pool, id).await.unwrap());
+    record(live("101", 0)).await;
+    record(live("102", 1)).await;
+    requests::finish(&app.pool, id, RequestStatus::Success, None)
+        .await
+        .unwrap();
+    record(live("103", 2)).await;
+
+    let events = events_eventually(&app, "alice", "type=deployment.changed", 1).await;
+    assert_eq!(
+        events.len(),
+        1,
+        "only the change after the request: {events:?}"
+    );
+    assert_eq!(events[0]["actor"], "kubernetes");
+    assert_eq!(
+        events[0]["changes"],
+        json!([{"field": "ready_replicas", "before": 1, "after": 2}])
+    );
+    app.finish().await;
+}
