@@ -366,9 +366,23 @@ async fn ensured(js: &async_nats::jetstream::Context, names: &Names) {
     }
 }
 
+/// The stream's replica count. A fresh cluster may answer 503 (JetStream
+/// unavailable) for a moment even after it made the stream, while its meta
+/// leader settles (seen once in CI): asked again until it answers.
 async fn replicas(js: &async_nats::jetstream::Context, stream: &str) -> usize {
-    let mut handle = js.get_stream(stream).await.expect("the stream");
-    handle.info().await.expect("its info").config.num_replicas
+    let started = Instant::now();
+    loop {
+        let replicas = async {
+            let mut handle = js.get_stream(stream).await?;
+            let info = handle.info().await?;
+            anyhow::Ok(info.config.num_replicas)
+        };
+        match replicas.await {
+            Ok(replicas) => return replicas,
+            Err(error) => assert!(started.elapsed() < WITHIN, "no info of {stream}: {error:#}"),
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
 }
 
 #[tokio::test]

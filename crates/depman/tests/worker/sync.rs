@@ -17,29 +17,42 @@ use crate::{
 
 const LEASE: Duration = Duration::from_secs(3);
 
-/// Waits until the sync consumer has nothing pending or held back.
+/// Waits until the sync consumer has been handed every event the stream
+/// holds and nothing awaits an acknowledgement (a look again held back
+/// counts), twice in a row: JetStream updates a consumer's counts a moment
+/// after it stores a message, so a single look right after the stopped
+/// watcher's last publish could find nothing pending while that event was
+/// still to come (it then read a Deployment the test had just deleted).
 async fn sync_drained(app: &TestApp) {
     let names = &app.deps.names;
-    let stream = app
+    let mut stream = app
         .deps
         .js
         .get_stream(names.sync_stream())
         .await
         .expect("the sync stream");
     let started = std::time::Instant::now();
-    loop {
+    let mut quiet = 0;
+    while quiet < 2 {
+        let stored = stream
+            .info()
+            .await
+            .expect("the sync stream")
+            .state
+            .last_sequence;
         let info = stream
             .consumer_info(names.sync_consumer())
             .await
             .expect("the sync consumer");
-        if info.num_pending == 0 && info.num_ack_pending == 0 {
-            return;
-        }
+        let drained = info.num_pending == 0
+            && info.num_ack_pending == 0
+            && info.delivered.stream_sequence >= stored;
+        quiet = if drained { quiet + 1 } else { 0 };
         assert!(
             started.elapsed() < Duration::from_secs(60),
             "sync never drained: {info:?}"
         );
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
     }
 }
 
