@@ -36,7 +36,7 @@ middle_cursor=$(printf '%s|%s' "$middle_micros" "$middle_id" | base64 -w0 | tr '
 
 REQUEST_COLUMNS="id, request_id, identifier, name, namespace, request_type, status, failure_reason, failure_code, attempts, image, spec, created_on, updated_on, fingerprint, rollout, rolled_back_to"
 DEPLOYMENT_COLUMNS="id, identifier, name, namespace, image, status, health, health_reason, health_message, replicas, ready_replicas, available_replicas, updated_replicas, generation, observed_generation, conditions, resource_version, created_on, updated_on"
-EVENT_COLUMNS="xid::text AS xid, seq, type, occurred_on, user_id, identifier, request_id, actor, data, changes"
+EVENT_COLUMNS="xid::text AS xid, seq, type, occurred_on, user_id, identifier, request_id, actor, data::text AS data, changes::text AS changes"
 NEWEST="ORDER BY created_on DESC, id DESC LIMIT 51"
 
 # name | path and query | the query that answers it
@@ -48,7 +48,7 @@ routes=(
   "deployments, namespace|/api/v1/deployments?namespace=ns-3|SELECT $DEPLOYMENT_COLUMNS FROM deployments WHERE user_id = :user_id::uuid AND namespace = 'ns-3' $NEWEST"
   "deployments, search|/api/v1/deployments?search=424|SELECT $DEPLOYMENT_COLUMNS FROM deployments WHERE user_id = :user_id::uuid AND identifier LIKE '%424%' $NEWEST"
   "revisions of one|/api/v1/deployments/d-04242/revisions|SELECT $REQUEST_COLUMNS, row_number() OVER (ORDER BY sequence) FROM deployment_requests WHERE identifier = 'd-04242' AND user_id = :user_id::uuid AND status = 'SUCCESS' AND request_type IN ('CREATE', 'UPDATE') ORDER BY sequence DESC LIMIT 51"
-  "events, newest first|/api/v1/events?order=newest_first|SELECT $EVENT_COLUMNS FROM events WHERE xid < pg_snapshot_xmin(pg_current_snapshot()) AND user_id = :user_id::uuid ORDER BY events.xid DESC, events.seq DESC LIMIT 101"
+  "events, newest first|/api/v1/events?order=newest_first|SELECT $EVENT_COLUMNS FROM events WHERE (user_id, xid, seq) > (:user_id::uuid, '0'::xid8, 0) AND (user_id, xid) < (:user_id::uuid, pg_snapshot_xmin(pg_current_snapshot())) ORDER BY events.user_id DESC, events.xid DESC, events.seq DESC LIMIT 101"
 )
 
 threads=$((CLIENTS < 2 ? 1 : 2))

@@ -79,16 +79,16 @@ impl Event {
         let kind = EventType::parse(&row.kind)
             .ok_or_else(|| anyhow::anyhow!("unknown event type `{}`", row.kind))?;
         let data = if kind.is_about_deployment() {
-            let row: DeploymentRow = serde_json::from_value(row.data.clone())?;
+            let row: DeploymentRow = serde_json::from_str(&row.data)?;
             EventData::Deployment(Box::new(row.into()))
         } else {
-            let row: RequestRow = serde_json::from_value(row.data.clone())?;
+            let row: RequestRow = serde_json::from_str(&row.data)?;
             EventData::Request(Box::new(row.into()))
         };
         let changes = row
             .changes
-            .clone()
-            .map(serde_json::from_value)
+            .as_deref()
+            .map(serde_json::from_str)
             .transpose()?;
         Ok(Self {
             id: row.position().encode(),
