@@ -356,8 +356,8 @@ pub async fn long_waiting(
 }
 
 /// Ends a waiting request: `SUCCESS`, or `FAILURE` with its reason and
-/// code, counting the attempt that ended it. False when it had already
-/// ended.
+/// code, counting the attempt that ended it; it is no longer being applied.
+/// False when it had already ended.
 pub async fn finish(
     db: impl PgExecutor<'_>,
     id: Uuid,
@@ -367,7 +367,7 @@ pub async fn finish(
     let finished = sqlx::query(
         "UPDATE deployment_requests
          SET status = $2, failure_reason = $3, failure_code = $4, attempts = attempts + 1,
-             updated_on = clock_timestamp()
+             applying_since = NULL, updated_on = clock_timestamp()
          WHERE id = $1 AND status = 'CREATED'",
     )
     .bind(id)
@@ -533,13 +533,13 @@ pub async fn count_attempt(
 }
 
 /// Puts a request that failed back in the queue, as if just accepted:
-/// `CREATED`, no attempts, and a new outbox row. False when it is not
+/// `CREATED`, no attempts, not being applied, and a new outbox row. False when it is not
 /// `FAILURE` (already replayed, or never failed).
 pub async fn requeue(conn: &mut PgConnection, id: Uuid) -> Result<bool, sqlx::Error> {
     let requeued = sqlx::query(
         "UPDATE deployment_requests
          SET status = 'CREATED', attempts = 0, failure_reason = NULL, failure_code = NULL,
-             updated_on = clock_timestamp()
+             applying_since = NULL, updated_on = clock_timestamp()
          WHERE id = $1 AND status = 'FAILURE'",
     )
     .bind(id)

@@ -479,23 +479,11 @@ async fn the_feed_reads_the_log_only_while_a_stream_is_open() {
     app.finish().await;
 }
 
-/// Between a request's apply and its record, the sync may record the object
-/// twice (its creation, then its controller's first status): counts that
-/// move then are the request's rollout, not a change made outside depman.
-/// Once no request is applied nor its rollout followed, the same kind of
-/// write is one.
-#[tokio::test]
-async fn counts_that_move_while_a_request_is_applied_are_no_outside_change() {
-    use depman::{
-        domain::status::{DeploymentStatus, Health, RequestStatus},
-        store::{deployments, requests},
-    };
-    let app = TestApp::spawn().await;
-    let request = created(&app, "alice", "web").await;
-    let id: uuid::Uuid = request["id"].as_str().unwrap().parse().unwrap();
-    let namespace = request["namespace"].as_str().unwrap().to_owned();
-    let identifier = request["identifier"].as_str().unwrap().to_owned();
-    let live = |version: &str, ready: i32| deployments::Live {
+/// The live state the sync would record for the Deployment of `request`,
+/// at resource version `version` with `ready` pods.
+fn live(request: &Value, version: &str, ready: i32) -> depman::store::deployments::Live {
+    use depman::domain::status::{DeploymentStatus, Health};
+    depman::store::deployments::Live {
         image: request["image"].as_str().map(str::to_owned),
         status: DeploymentStatus::Updating,
         health: Health::Progressing,
@@ -509,26 +497,47 @@ async fn counts_that_move_while_a_request_is_applied_are_no_outside_change() {
         observed_generation: 1,
         conditions: Vec::new(),
         resource_version: version.to_owned(),
-        metadata: json!({"annotations": {"depman.io/request-id": id.to_string()}}),
-    };
-    let record = |live: deployments::Live| {
-        let (pool, namespace, identifier) =
-            (app.pool.clone(), namespace.clone(), identifier.clone());
-        async move {
-            assert!(
-                deployments::record_live(&pool, &namespace, &identifier, &live)
-                    .await
-                    .unwrap()
-            );
-        }
-    };
+        metadata: json!({"annotations": {"depman.io/request-id": request["id"]}}),
+    }
+}
+
+/// Records `live` as the sync does; it must be taken.
+async fn record_live(app: &TestApp, request: &Value, live: depman::store::deployments::Live) {
+    let (namespace, identifier) = (
+        request["namespace"].as_str().expect("a namespace"),
+        request["identifier"].as_str().expect("an identifier"),
+    );
+    let taken = depman::store::deployments::record_live(&app.pool, namespace, identifier, &live)
+        .await
+        .expect("the write");
+    assert!(taken, "the row takes version {}", live.resource_version);
+}
+
+fn request_id(request: &Value) -> uuid::Uuid {
+    request["id"]
+        .as_str()
+        .and_then(|id| id.parse().ok())
+        .expect("a request id")
+}
+
+/// Between a request's apply and its record, the sync may record the object
+/// twice (its creation, then its controller's first status): counts that
+/// move then are the request's rollout, not a change made outside depman.
+/// Once no request is applied nor its rollout followed, the same kind of
+/// write is one.
+#[tokio::test]
+async fn counts_that_move_while_a_request_is_applied_are_no_outside_change() {
+    use depman::{domain::status::RequestStatus, store::requests};
+    let app = TestApp::spawn().await;
+    let request = created(&app, "alice", "web").await;
+    let id = request_id(&request);
     assert!(requests::start_applying(&app.pool, id).await.unwrap());
-    record(live("101", 0)).await;
-    record(live("102", 1)).await;
+    record_live(&app, &request, live(&request, "101", 0)).await;
+    record_live(&app, &request, live(&request, "102", 1)).await;
     requests::finish(&app.pool, id, RequestStatus::Success, None)
         .await
         .unwrap();
-    record(live("103", 2)).await;
+    record_live(&app, &request, live(&request, "103", 2)).await;
 
     let events = events_eventually(&app, "alice", "type=deployment.changed", 1).await;
     assert_eq!(
@@ -541,5 +550,37 @@ async fn counts_that_move_while_a_request_is_applied_are_no_outside_change() {
         events[0]["changes"],
         json!([{"field": "ready_replicas", "before": 1, "after": 2}])
     );
+    app.finish().await;
+}
+
+/// A request that failed and was put back in the queue (`depman dlq
+/// replay`) waits again, like a new one: no worker is applying it, so it
+/// can be cancelled, and counts that move meanwhile are an outside change.
+#[tokio::test]
+async fn a_request_put_back_after_failing_waits_and_is_not_being_applied() {
+    use depman::{domain::status::RequestStatus, store::requests};
+    let app = TestApp::spawn().await;
+    let request = created(&app, "alice", "web").await;
+    let id = request_id(&request);
+    assert!(requests::start_applying(&app.pool, id).await.unwrap());
+    record_live(&app, &request, live(&request, "101", 0)).await;
+    let failure = Some(("the API server refused it", "rejected"));
+    requests::finish(&app.pool, id, RequestStatus::Failure, failure)
+        .await
+        .unwrap();
+    let mut conn = app.pool.acquire().await.unwrap();
+    assert!(requests::requeue(&mut conn, id).await.unwrap());
+    drop(conn);
+
+    record_live(&app, &request, live(&request, "102", 1)).await;
+    let events = events_eventually(&app, "alice", "type=deployment.changed", 1).await;
+    assert_eq!(
+        events[0]["changes"],
+        json!([{"field": "ready_replicas", "before": 0, "after": 1}])
+    );
+    let cancelled = requests::cancel(&app.pool, id, "no longer wanted")
+        .await
+        .unwrap();
+    assert!(cancelled.is_ok(), "{cancelled:?}");
     app.finish().await;
 }

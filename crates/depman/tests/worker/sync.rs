@@ -19,10 +19,12 @@ const LEASE: Duration = Duration::from_secs(3);
 
 /// Waits until the sync consumer has been handed every event the stream
 /// holds and nothing awaits an acknowledgement (a look again held back
-/// counts), twice in a row: JetStream updates a consumer's counts a moment
-/// after it stores a message, so a single look right after the stopped
-/// watcher's last publish could find nothing pending while that event was
-/// still to come (it then read a Deployment the test had just deleted).
+/// counts), twice in a row 300 ms apart. A single look right after the
+/// watcher stopped could find nothing pending while an event was still to
+/// come (it then read a Deployment the test had just deleted): JetStream
+/// counts a stored message in a consumer's info a moment after it
+/// acknowledged the publish, and a publish the stopped watcher had sent
+/// but no longer awaited may be stored after it returned.
 async fn sync_drained(app: &TestApp) {
     let names = &app.deps.names;
     let mut stream = app
