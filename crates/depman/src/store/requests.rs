@@ -533,8 +533,8 @@ pub async fn count_attempt(
 }
 
 /// Puts a request that failed back in the queue, as if just accepted:
-/// `CREATED`, no attempts, not being applied, and a new outbox row. False when it is not
-/// `FAILURE` (already replayed, or never failed).
+/// `CREATED`, no attempts, not being applied, and a new outbox row. False
+/// when it is not `FAILURE` (already replayed, or never failed).
 pub async fn requeue(conn: &mut PgConnection, id: Uuid) -> Result<bool, sqlx::Error> {
     let requeued = sqlx::query(
         "UPDATE deployment_requests

@@ -247,12 +247,8 @@ async fn an_event_older_than_the_row_still_has_the_rollout_looked_at() {
         let unscheduled = pending
             .iter()
             .flat_map(|pod| pod.status.iter())
-            .any(|status| {
-                let conditions = status.conditions.iter().flatten();
-                conditions
-                    .into_iter()
-                    .any(|c| c.type_ == "PodScheduled" && c.status == "False")
-            });
+            .flat_map(|status| status.conditions.iter().flatten())
+            .any(|c| c.type_ == "PodScheduled" && c.status == "False");
         if observed >= live.metadata.generation && unscheduled {
             break live;
         }
