@@ -155,6 +155,26 @@ mod tests {
         }
     }
 
+    /// Parsed from the request's text, as the API does: a large integral
+    /// float must come out exact, or it is no integer (make fuzz sent
+    /// `1874628231283049.0`, which serde_json's fast float parsing read as
+    /// `1874628231283048.8`).
+    #[test]
+    fn large_integral_floats_are_read_exactly() {
+        let size = |text: &str| {
+            serde_json::from_str::<Shape>(&format!(r#"{{"size": {text}}}"#)).map(|s| s.size)
+        };
+        assert_eq!(
+            size("1874628231283049.0").ok(),
+            Some(Some(1_874_628_231_283_049))
+        );
+        assert_eq!(
+            size("9007199254740991.0").ok(),
+            Some(Some(9_007_199_254_740_991))
+        );
+        assert!(size("1874628231283049.5").is_err());
+    }
+
     #[test]
     fn structs_come_from_objects_only() {
         let good = shape(json!({"points": [{"x": 1}], "origin": {"x": 0}})).expect("valid");
